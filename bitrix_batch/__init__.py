@@ -1,0 +1,1 @@
+"""bitrix_batch: any-length Bitrix24 REST ``batch`` with a DAG scheduler."""
