@@ -115,8 +115,8 @@ class LeakyBucket:
     The server counts a request when it *arrives*, a little after we count it, and
     network jitter can bring two requests closer together than we sent them. So the
     bucket drains at ``per_second * (1 - safety)``: with the default 2% every paced
-    request leaves about 0.02 of a request of slack, which absorbs jitter while keeping 98% of
-    the physical rate. If the server still answers 503, call ``on_rejected()``.
+    request leaves about 0.02 of a request of slack, which absorbs jitter while keeping
+    98% of the physical rate. If the server still answers 503, call ``on_rejected()``.
 
     One bucket may be shared by several clients talking to the same portal in one
     process: pass the same object to each, since the server keeps one counter per portal
