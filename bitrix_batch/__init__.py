@@ -1,1 +1,77 @@
-"""bitrix_batch: any-length Bitrix24 REST ``batch`` with a DAG scheduler."""
+"""bitrix_batch: any-length Bitrix24 REST ``batch`` with a DAG scheduler.
+
+Give `BitrixClient.batch` any number of commands, with ``$result[...]`` references anywhere in
+them; it splits them into requests of at most 50, resolves references across requests with the
+server's own rules, never sends a command whose input failed, runs independent requests at once
+within Bitrix24's rate limits, and returns the results in the familiar batch shape.
+
+The local Bitrix24 emulator lives in `bitrix_batch.emulator` and is not imported here.
+"""
+
+from __future__ import annotations
+
+from ._client import BitrixClient, CallResult
+from ._commands import Command
+from ._errors import (
+    APIError,
+    AuthError,
+    BitrixBatchError,
+    CommandError,
+    CommandErrors,
+    DependencyCycleError,
+    DuplicateKeyError,
+    InvalidCommandError,
+    InvalidReferenceError,
+    InvalidResponseError,
+    OperationTimeLimitError,
+    OutcomeUnknownError,
+    PlanError,
+    RateLimitError,
+    TransportError,
+    UnknownReferenceError,
+)
+from ._methods import MethodPolicy
+from ._planner import MAX_BATCH, Plan
+from ._refs import Ref
+from ._result import BatchResult, CommandResult, Skip, SkipReason, Status
+from ._retry import RetryPolicy
+from ._throttle import LeakyBucket, OperatingBudget, RateLimit, RateLimiter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AuthError",
+    "BatchResult",
+    "BitrixBatchError",
+    "BitrixClient",
+    "CallResult",
+    "Command",
+    "CommandError",
+    "CommandErrors",
+    "CommandResult",
+    "DependencyCycleError",
+    "DuplicateKeyError",
+    "InvalidCommandError",
+    "InvalidReferenceError",
+    "InvalidResponseError",
+    "LeakyBucket",
+    "MAX_BATCH",
+    "MethodPolicy",
+    "OperatingBudget",
+    "OperationTimeLimitError",
+    "OutcomeUnknownError",
+    "Plan",
+    "PlanError",
+    "RateLimit",
+    "RateLimitError",
+    "RateLimiter",
+    "Ref",
+    "RetryPolicy",
+    "Skip",
+    "SkipReason",
+    "Status",
+    "TransportError",
+    "UnknownReferenceError",
+    "__version__",
+]

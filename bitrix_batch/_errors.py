@@ -105,7 +105,7 @@ class InvalidReferenceError(PlanError):
 
 
 class DependencyCycleError(PlanError):
-    """References form a cycle; `.cycle` lists the keys, first key repeated at the end."""
+    """References form a cycle; `.cycle` lists the keys, each referring to the next."""
 
     def __init__(self, cycle: Sequence[Key]) -> None:
         self.cycle = list(cycle)

@@ -1,0 +1,65 @@
+"""Where requests go and how they are authorised, with secrets kept out of every text.
+
+This module performs no I/O. An inbound webhook carries its secret in the URL
+(``https://portal.bitrix24.com/rest/<user>/<code>/``); `Webhook` keeps the URL for sending and
+offers a redacted form for reprs, logs and error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+__all__ = ["Webhook", "redact"]
+
+_WEBHOOK_PATH = re.compile(r"^(?P<prefix>.*/rest/)(?P<user>[^/]+)/(?P<code>[^/]+)/?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """An inbound webhook base URL such as ``https://portal.bitrix24.com/rest/1/<code>/``."""
+
+    url: str = field(repr=False)
+
+    @classmethod
+    def parse(cls, url: str) -> Webhook:
+        """Check a webhook URL; raise ValueError (without echoing the secret) if it is wrong."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                "the webhook URL must start with https:// (or http:// for a local emulator)"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("the webhook URL must not have a query or a fragment")
+        if _WEBHOOK_PATH.match(parts.path) is None:
+            raise ValueError(
+                "the webhook URL must look like https://<portal>/rest/<user id>/<code>/"
+            )
+        return cls(url if url.endswith("/") else url + "/")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The parts of the URL that must never be shown."""
+        m = _WEBHOOK_PATH.match(urlsplit(self.url).path)
+        return (m.group("code"),) if m else ()
+
+    def endpoint(self, method: str) -> str:
+        """The URL to POST `method` to."""
+        return self.url + method
+
+    @property
+    def redacted(self) -> str:
+        """The URL with the webhook code replaced by ``***``."""
+        return redact(self.url, self.secrets)
+
+    def __repr__(self) -> str:
+        return f"Webhook({self.redacted!r})"
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace every secret in `text` with ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,412 @@
+"""`BitrixClient`: the thin executor that drives the scheduler over httpx with anyio.
+
+All decisions live in the pure modules (planner, scheduler, response decoding, retry
+classification, throttle). This module only sends: it paces each HTTP call through the rate
+limiter and the operating-time budget, retries it with tenacity where `_retry` says that is safe,
+and feeds the answers back to the scheduler. One task group per `batch`/`stream` call; nothing
+outlives it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from ._auth import Webhook, redact
+from ._commands import CommandInput, parse_commands
+from ._encoding import http_build_query
+from ._errors import (
+    APIError,
+    AuthError,
+    BitrixBatchError,
+    InvalidCommandError,
+    OperationTimeLimitError,
+    RateLimitError,
+    TransportError,
+)
+from ._methods import MethodPolicy
+from ._planner import MAX_BATCH, Plan, plan
+from ._response import as_int, decode_batch, decode_body
+from ._result import BatchResult, CommandResult, Status
+from ._retry import RetryPolicy, classify
+from ._scheduler import ChunkRequest, Scheduler
+from ._throttle import Clock, LeakyBucket, OperatingBudget, RateLimit, RateLimiter, Sleep
+from ._types import Key
+
+__all__ = ["BitrixClient", "CallResult"]
+
+#: Called with (commands finished, commands in all) as a batch makes progress.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """A single method's answer: `result`, and `total`/`next`/`time` where the server sent them."""
+
+    result: Any
+    total: int | None = None
+    next: int | None = None
+    time: Mapping[str, Any] | None = None
+
+
+class BitrixClient:
+    """An async Bitrix24 REST client whose `batch` takes any number of commands.
+
+    Args:
+        url: the inbound webhook base, ``https://<portal>/rest/<user>/<code>/``.
+        http_client: an `httpx.AsyncClient` to share; the caller closes it.
+        transport: an httpx transport for a client this object creates (tests, emulator).
+        timeout: seconds for one HTTP call.
+        max_concurrency: the most HTTP requests in flight at once.
+        rate_limit: the portal's request bucket: a `RateLimit` preset, a shared `LeakyBucket`
+            (or any `RateLimiter`), or None to send without pacing.
+        operating_budget: the per-method operating-time budget, or None to ignore it.
+        retry: how failed calls are retried (`RetryPolicy`).
+        methods: which methods only read (`MethodPolicy`).
+        body: ``"json"`` (the default, as the docs recommend) or ``"form"`` (PHP form
+            encoding; the batch's command strings are then encoded twice, as in the docs).
+        clock, sleep: time source and sleep, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        max_concurrency: int = 16,
+        rate_limit: RateLimit | RateLimiter | None = RateLimit.STANDARD,
+        operating_budget: OperatingBudget | None = None,
+        retry: RetryPolicy | None = None,
+        methods: MethodPolicy | None = None,
+        body: Literal["json", "form"] = "json",
+        clock: Clock = anyio.current_time,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self._webhook = Webhook.parse(url)
+        if http_client is not None and transport is not None:
+            raise ValueError("pass either http_client or transport, not both")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if body not in ("json", "form"):
+            raise ValueError("body must be 'json' or 'form'")
+        self._own_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            transport=transport,
+            timeout=timeout,
+            headers={"Accept": "application/json", "User-Agent": "bitrix_batch/0.1"},
+        )
+        self._max_concurrency = max_concurrency
+        self._clock = clock
+        self._sleep = sleep
+        if isinstance(rate_limit, RateLimit):
+            rate_limit = LeakyBucket(rate_limit, clock=clock, sleep=sleep)
+        self._bucket = rate_limit
+        self._budget = (
+            operating_budget
+            if operating_budget is not None
+            else OperatingBudget(clock=clock, sleep=sleep)
+        )
+        self._retry = retry or RetryPolicy()
+        self._methods = methods or MethodPolicy()
+        self._body = body
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> BitrixClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._own_http:
+            await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"<BitrixClient {self._webhook.redacted}>"
+
+    # --- single calls ------------------------------------------------------------------------
+
+    async def request(self, method: str, params: Mapping[str, Any] | None = None) -> CallResult:
+        """Call one REST method; return its `result` with `total`, `next` and `time`.
+
+        Raises:
+            APIError: the server refused the call (its subclasses for rate, time and auth).
+            TransportError, InvalidResponseError: no usable answer after retries.
+        """
+        entries = parse_commands({method: (method, params or {})}, self._methods.reads_only)
+        if entries[0].sites:
+            raise InvalidCommandError(
+                method, method, "references ($result[...]) only work inside a batch"
+            )
+        body = await self._post(method, entries[0].params, read=entries[0].read)
+        return CallResult(
+            body["result"],
+            as_int(body.get("total")),
+            as_int(body.get("next")),
+            body.get("time"),
+        )
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Call one REST method and return its `result`."""
+        return (await self.request(method, params)).result
+
+    # --- batches -----------------------------------------------------------------------------
+
+    def plan(
+        self,
+        cmd: Mapping[Key, CommandInput] | Sequence[CommandInput],
+        *,
+        halt: bool = False,
+    ) -> Plan:
+        """Check and plan a command list without sending anything (a dry run).
+
+        Raises:
+            PlanError: the list cannot be planned (a subclass says why).
+        """
+        return plan(parse_commands(cmd, self._methods.reads_only), halt=halt)
+
+    async def batch(
+        self,
+        cmd: Mapping[Key, CommandInput] | Sequence[CommandInput],
+        *,
+        halt: bool = False,
+        progress: Progress | None = None,
+    ) -> BatchResult:
+        """Run any number of commands as if Bitrix24 had one unlimited `batch` method.
+
+        `cmd` maps keys to commands, or is a sequence (keys are then 0..n-1). Results come back
+        keyed and ordered like `cmd`. A failed command never discards other results; call
+        `raise_for_errors()` on the result to turn failures into an exception.
+
+        Raises:
+            PlanError: bad input, before anything is sent.
+            APIError, TransportError: only when a fatal error (e.g. a wrong webhook) stopped
+                the job before any command ran; otherwise it is recorded in the result.
+        """
+        scheduler = Scheduler(self.plan(cmd, halt=halt))
+        fatal = await self._drive(scheduler, progress, None)
+        outcomes = scheduler.results()
+        if fatal is not None and all(r.status is Status.SKIPPED for r in outcomes):
+            raise fatal
+        return BatchResult(outcomes)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        cmd: Mapping[Key, CommandInput] | Sequence[CommandInput],
+        *,
+        halt: bool = False,
+        progress: Progress | None = None,
+    ) -> AsyncIterator[AsyncIterator[CommandResult]]:
+        """Run a command list and yield each command's outcome as soon as it is final.
+
+        Use as ``async with client.stream(cmd) as results: async for r in results: ...``.
+        Leaving the block early cancels what is still running; commands in flight then have an
+        unknown outcome.
+        """
+        scheduler = Scheduler(self.plan(cmd, halt=halt))
+        send, receive = anyio.create_memory_object_stream[CommandResult](MAX_BATCH)
+
+        async def run() -> None:
+            async with send:
+                await self._drive(scheduler, progress, send)
+
+        async with anyio.create_task_group() as tg, receive:
+            tg.start_soon(run)
+            yield receive
+            tg.cancel_scope.cancel()
+
+    async def _drive(
+        self,
+        scheduler: Scheduler,
+        progress: Progress | None,
+        sink: anyio.abc.ObjectSendStream[CommandResult] | None,
+    ) -> BitrixBatchError | None:
+        """Send every chunk the scheduler hands out; return a fatal error if one stopped it."""
+        total = len(scheduler.plan.entries)
+        wake_send, wake_receive = anyio.create_memory_object_stream[None](math.inf)
+        fatal: list[BitrixBatchError] = []
+
+        async def run_chunk(request: ChunkRequest) -> None:
+            try:
+                body = await self._post_batch(request)
+            except BitrixBatchError as exc:
+                ran, _ = classify(exc.__cause__ or exc)
+                scheduler.abort(request, exc, ran=ran)
+                if isinstance(exc, AuthError) or (
+                    isinstance(exc, APIError) and exc.status_code in (400, 403, 404)
+                ):
+                    fatal.append(exc)
+                    scheduler.cancel(exc)
+            else:
+                scheduler.complete(request, decode_batch(body))
+            wake_send.send_nowait(None)
+
+        async with anyio.create_task_group() as tg, wake_send, wake_receive:
+            while True:
+                room = self._max_concurrency - scheduler.in_flight
+                for request in scheduler.next_requests(limit=room):
+                    tg.start_soon(run_chunk, request)
+                finished = scheduler.take_finished()
+                if sink is not None:
+                    for outcome in finished:
+                        await sink.send(outcome)
+                if progress is not None and finished:
+                    progress(total - scheduler.pending, total)
+                if scheduler.finished:
+                    break
+                if scheduler.in_flight == 0:  # pragma: no cover - a scheduler bug
+                    raise AssertionError(f"scheduler stalled: {scheduler!r}")
+                await wake_receive.receive()
+        return fatal[0] if fatal else None
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    async def _post_batch(self, request: ChunkRequest) -> dict[str, Any]:
+        payload = {"halt": 1 if request.halt else 0, "cmd": request.cmd}
+        return await self._post("batch", payload, read=not request.writes, also=request.methods)
+
+    async def _post(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        *,
+        read: bool,
+        also: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """POST one call with pacing and retries; return the decoded success body."""
+        policy = self._retry
+        clock = self._clock
+        started = clock()
+
+        def may_retry(exc: BaseException) -> bool:
+            ran, transient = classify(exc)
+            if not transient:
+                return False
+            return ran == "no" or read or policy.resend_unknown_writes
+
+        retrying = AsyncRetrying(
+            stop=_Stop(policy, clock, started),
+            wait=_Wait(policy, self._budget, method),
+            retry=retry_if_exception(may_retry),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._post_once(method, params, also)
+        except httpx.HTTPError as exc:
+            raise TransportError(self._describe(exc), method=method) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post_once(
+        self, method: str, params: Mapping[str, Any], also: frozenset[str]
+    ) -> dict[str, Any]:
+        # Hold the call while its method (or, for a batch, a method inside it) is over its
+        # operating-time budget, then take a place in the request bucket.
+        for name in (method, *sorted(also)):
+            await self._budget.wait(name)
+        if self._bucket is not None:
+            await self._bucket.acquire()
+        if self._body == "json":
+            content = json.dumps(params, ensure_ascii=False).encode()
+            ctype = "application/json"
+        else:
+            content = http_build_query(params).encode("ascii")
+            ctype = "application/x-www-form-urlencoded"
+        response = await self._http.post(
+            self._webhook.endpoint(method), content=content, headers={"Content-Type": ctype}
+        )
+        try:
+            body = decode_body(
+                response.status_code,
+                response.headers.get("content-type", ""),
+                response.content,
+                method=method,
+            )
+        except RateLimitError:
+            if self._bucket is not None:
+                self._bucket.on_rejected()
+            raise
+        except OperationTimeLimitError as exc:
+            self._budget.observe_blocked(method, _reset_at(exc.extra))
+            raise
+        self._budget.observe(method, body.get("time"))
+        if method == "batch":
+            self._observe_batch_times(params, body)
+        return body
+
+    def _observe_batch_times(self, params: Mapping[str, Any], body: dict[str, Any]) -> None:
+        cmd = params.get("cmd") or {}
+        try:
+            sections = decode_batch(body)
+        except BitrixBatchError:
+            return
+        for wire_key, info in sections.result_time.items():
+            text = cmd.get(wire_key)
+            if isinstance(text, str):
+                self._budget.observe(text.split("?", 1)[0], info)
+        for wire_key, err in sections.result_error.items():
+            text = cmd.get(wire_key)
+            if (
+                isinstance(text, str)
+                and isinstance(err, dict)
+                and err.get("error") == "OPERATION_TIME_LIMIT"
+            ):
+                self._budget.observe_blocked(text.split("?", 1)[0], None)
+
+    def _describe(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return redact(text, self._webhook.secrets)
+
+
+class _Stop(stop_base):
+    """Stop after the policy's attempts, or once its total time is spent (on our clock)."""
+
+    def __init__(self, policy: RetryPolicy, clock: Clock, started: float) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._started = started
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if retry_state.attempt_number >= self._policy.attempts:
+            return True
+        return self._clock() - self._started >= self._policy.timeout
+
+
+class _Wait(wait_base):
+    """Exponential backoff with jitter, or longer when the server said when to come back."""
+
+    def __init__(self, policy: RetryPolicy, budget: OperatingBudget, method: str) -> None:
+        self._policy = policy
+        self._budget = budget
+        self._method = method
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        # A method blocked by its operating limit is waited for in `_post_batch`/`_post_once`
+        # through the budget, so the backoff only spaces out other transient failures.
+        return self._policy.backoff(retry_state.attempt_number)
+
+
+def _reset_at(extra: Mapping[str, Any]) -> float | None:
+    value = extra.get("operating_reset_at")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+

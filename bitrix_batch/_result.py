@@ -1,0 +1,149 @@
+"""What a batch returns: one `CommandResult` per command, gathered in a `BatchResult`.
+
+This module performs no I/O. The familiar batch maps (`result`, `result_error`,
+`result_total`, `result_next`, `result_time`) are plain dicts keyed by the caller's own keys and
+ordered as the caller listed the commands; never PHP's ``[]`` for an empty map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any
+
+from ._errors import CommandError, CommandErrors, OutcomeUnknownError
+from ._types import Key
+
+__all__ = ["BatchResult", "CommandResult", "Skip", "SkipReason", "Status"]
+
+
+class Status(Enum):
+    """How one command ended."""
+
+    #: The server ran it and returned a result.
+    OK = "ok"
+    #: The server ran it (or tried to) and returned an error for it.
+    FAILED = "failed"
+    #: It was never sent, or its result was thrown away because its input was garbage.
+    SKIPPED = "skipped"
+    #: It was sent, but whether it ran is unknown; a write in this state is not re-sent.
+    UNKNOWN = "unknown"
+
+
+class SkipReason(StrEnum):
+    """Why a command was skipped."""
+
+    #: A command it refers to failed or was skipped itself.
+    DEPENDENCY_FAILED = "DEPENDENCY_FAILED"
+    #: The referenced value does not exist, or cannot be spliced into text.
+    UNRESOLVED_REFERENCE = "UNRESOLVED_REFERENCE"
+    #: ``halt=True`` and an earlier command failed.
+    HALTED = "HALTED"
+    #: The HTTP request carrying it failed before the server ran anything.
+    REQUEST_FAILED = "REQUEST_FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Why a command has no result: the reason, a sentence, and the error behind it, if any."""
+
+    key: Key
+    method: str
+    reason: SkipReason
+    detail: str
+    cause: BaseException | None = None
+
+    def __str__(self) -> str:
+        return f"command {self.key!r} ({self.method}) not run: {self.reason.value}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The outcome of one command."""
+
+    key: Key
+    method: str
+    status: Status
+    result: Any = None
+    error: CommandError | None = None
+    total: int | None = None
+    next: int | None = None
+    time: Mapping[str, Any] | None = None
+    skip: Skip | None = None
+    uncertain: OutcomeUnknownError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the command ran and succeeded."""
+        return self.status is Status.OK
+
+
+class BatchResult(Mapping[Key, CommandResult]):
+    """Every command's outcome, keyed and ordered as the caller gave the commands.
+
+    Read it like the server's answer (`result`, `result_error`, `result_total`, `result_next`,
+    `result_time`), or as a mapping from key to `CommandResult`. Commands that never ran are in
+    `skipped` (with the reason) and those whose outcome is unknown in `unknown`.
+    """
+
+    __slots__ = ("_by_key", "result", "result_error", "result_next", "result_time",
+                 "result_total", "skipped", "unknown")
+
+    def __init__(self, outcomes: Iterable[CommandResult]) -> None:
+        self._by_key: dict[Key, CommandResult] = {}
+        self.result: dict[Key, Any] = {}
+        self.result_error: dict[Key, CommandError] = {}
+        self.result_total: dict[Key, int] = {}
+        self.result_next: dict[Key, int] = {}
+        self.result_time: dict[Key, Mapping[str, Any]] = {}
+        self.skipped: dict[Key, Skip] = {}
+        self.unknown: dict[Key, CommandResult] = {}
+        for r in outcomes:
+            self._by_key[r.key] = r
+            if r.status is Status.OK:
+                self.result[r.key] = r.result
+            elif r.status is Status.FAILED and r.error is not None:
+                self.result_error[r.key] = r.error
+            elif r.status is Status.SKIPPED and r.skip is not None:
+                self.skipped[r.key] = r.skip
+            elif r.status is Status.UNKNOWN:
+                self.unknown[r.key] = r
+            if r.total is not None:
+                self.result_total[r.key] = r.total
+            if r.next is not None:
+                self.result_next[r.key] = r.next
+            if r.time is not None:
+                self.result_time[r.key] = r.time
+
+    def __getitem__(self, key: Key) -> CommandResult:
+        return self._by_key[key]
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._by_key)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    @property
+    def ok(self) -> bool:
+        """True when every command succeeded."""
+        return len(self.result) == len(self._by_key)
+
+    def raise_for_errors(self) -> BatchResult:
+        """Raise `CommandErrors` if any command failed, was skipped or has an unknown outcome.
+
+        Returns the result itself otherwise, so it can be chained.
+        """
+        if not self.ok:
+            not_run: dict[Key, Any] = dict(self.skipped)
+            for key, r in self.unknown.items():
+                not_run[key] = r.uncertain if r.uncertain is not None else r
+            raise CommandErrors(self.result_error, not_run)
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"<BatchResult ok={len(self.result)} failed={len(self.result_error)}"
+            f" skipped={len(self.skipped)} unknown={len(self.unknown)}>"
+        )
