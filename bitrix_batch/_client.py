@@ -23,13 +23,12 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from ._auth import Webhook, redact
-from ._commands import CommandInput, parse_commands
+from ._commands import CommandInput, parse_call, parse_commands
 from ._encoding import http_build_query
 from ._errors import (
     APIError,
     AuthError,
     BitrixBatchError,
-    InvalidCommandError,
     OperationTimeLimitError,
     RateLimitError,
     TransportError,
@@ -147,12 +146,8 @@ class BitrixClient:
             APIError: the server refused the call (its subclasses for rate, time and auth).
             TransportError, InvalidResponseError: no usable answer after retries.
         """
-        entries = parse_commands({method: (method, params or {})}, self._methods.reads_only)
-        if entries[0].sites:
-            raise InvalidCommandError(
-                method, method, "references ($result[...]) only work inside a batch"
-            )
-        body = await self._post(method, entries[0].params, read=entries[0].read)
+        checked = parse_call(method, params)
+        body = await self._post(method, checked, read=self._methods.reads_only(method))
         return CallResult(
             body["result"],
             as_int(body.get("total")),
@@ -194,14 +189,18 @@ class BitrixClient:
 
         Raises:
             PlanError: bad input, before anything is sent.
-            APIError, TransportError: only when a fatal error (e.g. a wrong webhook) stopped
-                the job before any command ran; otherwise it is recorded in the result.
+            APIError, TransportError: only when no command ran at all (a wrong webhook, the
+                portal unreachable); otherwise failures are recorded in the result.
         """
         scheduler = Scheduler(self.plan(cmd, halt=halt))
         fatal = await self._drive(scheduler, progress, None)
         outcomes = scheduler.results()
-        if fatal is not None and all(r.status is Status.SKIPPED for r in outcomes):
-            raise fatal
+        if all(r.status is Status.SKIPPED for r in outcomes):
+            # Nothing ran at all, so raising loses nothing: report the failure that stopped it.
+            causes = [r.skip.cause for r in outcomes if r.skip is not None and r.skip.cause]
+            first = fatal or next((c for c in causes if isinstance(c, BitrixBatchError)), None)
+            if first is not None:
+                raise first
         return BatchResult(outcomes)
 
     @asynccontextmanager

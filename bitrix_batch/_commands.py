@@ -13,6 +13,7 @@ references (`Site`). Bad input raises a `PlanError` subclass naming the key and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +28,13 @@ from ._errors import (
 from ._refs import MISSING, Ref, Token, find_tokens, resolve_path, segment_is_safe
 from ._types import Key
 
-__all__ = ["Command", "CommandInput", "Entry", "Site", "parse_commands"]
+__all__ = ["Command", "CommandInput", "Entry", "Site", "parse_call", "parse_commands"]
 
 #: Methods the server refuses inside a batch (rest 24.0.0 forbids nested `batch`).
 FORBIDDEN_METHODS = frozenset({"batch", "download", "upload"})
 
 _SCALARS = (str, int, float, bool, type(None))
+_METHOD = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,38 @@ def parse_commands(
     return entries
 
 
+def parse_call(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check one direct (non-batch) call. Text is never substituted outside a batch, so only
+    `Ref` objects are refused.
+
+    Raises:
+        InvalidCommandError: a bad method name, parameters or a `Ref`.
+    """
+    if not isinstance(method, str):
+        raise InvalidCommandError(None, None, "the method must be a string")
+    _check_method(None, method, forbid=frozenset())
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise InvalidCommandError(
+            None, method, f"params must be a mapping, not {type(params).__name__}"
+        )
+    checked = _check_params(method, method, params)
+    if any(isinstance(v, Ref) for v in _leaves(checked)):
+        raise InvalidCommandError(
+            None, method, "references (Ref) only work inside a batch"
+        )
+    return checked
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
 def _normalize(key: Key, item: Any) -> tuple[str, dict[str, Any]]:
     method: Any
     params: Any
@@ -194,11 +228,12 @@ def _split_command_string(key: Key | None, text: str) -> tuple[str, dict[str, An
     return method, parse_str(query) if query else {}
 
 
-def _check_method(key: Key | None, method: str) -> None:
-    parts = method.split(".")
-    if not method or not all(p and (p.replace("_", "").isalnum()) for p in parts):
+def _check_method(
+    key: Key | None, method: str, forbid: frozenset[str] = FORBIDDEN_METHODS
+) -> None:
+    if _METHOD.fullmatch(method) is None:
         raise InvalidCommandError(key, method, f"{method!r} is not a REST method name")
-    if method.lower() in FORBIDDEN_METHODS:
+    if method.lower() in forbid:
         raise InvalidCommandError(key, method, f"{method!r} is not allowed inside a batch")
 
 
