@@ -37,7 +37,7 @@ from ._methods import MethodPolicy
 from ._planner import MAX_BATCH, Plan, plan
 from ._response import as_int, decode_batch, decode_body
 from ._result import BatchResult, CommandResult, Status
-from ._retry import RetryPolicy, classify
+from ._retry import RetryPolicy, classify, command_retryable
 from ._scheduler import ChunkRequest, Scheduler
 from ._throttle import Clock, LeakyBucket, OperatingBudget, RateLimit, RateLimiter, Sleep
 from ._types import Key
@@ -192,7 +192,7 @@ class BitrixClient:
             APIError, TransportError: only when no command ran at all (a wrong webhook, the
                 portal unreachable); otherwise failures are recorded in the result.
         """
-        scheduler = Scheduler(self.plan(cmd, halt=halt))
+        scheduler = self._scheduler(cmd, halt)
         fatal = await self._drive(scheduler, progress, None)
         outcomes = scheduler.results()
         if all(r.status is Status.SKIPPED for r in outcomes):
@@ -217,7 +217,7 @@ class BitrixClient:
         Leaving the block early cancels what is still running; commands in flight then have an
         unknown outcome.
         """
-        scheduler = Scheduler(self.plan(cmd, halt=halt))
+        scheduler = self._scheduler(cmd, halt)
         send, receive = anyio.create_memory_object_stream[CommandResult](MAX_BATCH)
 
         async def run() -> None:
@@ -228,6 +228,18 @@ class BitrixClient:
             tg.start_soon(run)
             yield receive
             tg.cancel_scope.cancel()
+
+    def _scheduler(
+        self, cmd: Mapping[Key, CommandInput] | Sequence[CommandInput], halt: bool
+    ) -> Scheduler:
+        policy = self._retry
+        return Scheduler(
+            self.plan(cmd, halt=halt),
+            retry_command=lambda entry, error: command_retryable(
+                error.code, read=entry.read, policy=policy
+            ),
+            command_attempts=policy.attempts,
+        )
 
     async def _drive(
         self,
@@ -258,7 +270,7 @@ class BitrixClient:
         async with anyio.create_task_group() as tg, wake_send, wake_receive:
             while True:
                 room = self._max_concurrency - scheduler.in_flight
-                for request in scheduler.next_requests(limit=room):
+                for request in scheduler.next_requests(limit=room, held=self._budget.is_held):
                     tg.start_soon(run_chunk, request)
                 finished = scheduler.take_finished()
                 if sink is not None:
@@ -268,9 +280,16 @@ class BitrixClient:
                     progress(total - scheduler.pending, total)
                 if scheduler.finished:
                     break
-                if scheduler.in_flight == 0:  # pragma: no cover - a scheduler bug
-                    raise AssertionError(f"scheduler stalled: {scheduler!r}")
-                await wake_receive.receive()
+                if scheduler.in_flight == 0:
+                    if not scheduler.parked:  # pragma: no cover - a scheduler bug
+                        raise AssertionError(f"scheduler stalled: {scheduler!r}")
+                    # Only commands of methods over their operating-time budget are left:
+                    # sleep until the first hold ends.
+                    release = self._budget.next_release()
+                    await self._sleep(0.0 if release is None else release - self._clock())
+                else:
+                    await wake_receive.receive()
+                scheduler.unpark()
         return fatal[0] if fatal else None
 
     # --- HTTP --------------------------------------------------------------------------------
@@ -362,12 +381,11 @@ class BitrixClient:
                 self._budget.observe(text.split("?", 1)[0], info)
         for wire_key, err in sections.result_error.items():
             text = cmd.get(wire_key)
-            if (
-                isinstance(text, str)
-                and isinstance(err, dict)
-                and err.get("error") == "OPERATION_TIME_LIMIT"
-            ):
+            code = str(err.get("error") or "").upper() if isinstance(err, dict) else ""
+            if isinstance(text, str) and code == "OPERATION_TIME_LIMIT":
                 self._budget.observe_blocked(text.split("?", 1)[0], None)
+            elif code == "QUERY_LIMIT_EXCEEDED" and self._bucket is not None:
+                self._bucket.on_rejected()
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

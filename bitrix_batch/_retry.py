@@ -5,6 +5,9 @@ The rule is decided by what the server certainly did:
 - **nothing ran** (connection refused, 503 ``QUERY_LIMIT_EXCEEDED``, 429 at top level, any
   other top-level 4xx JSON error): sending again cannot duplicate anything. Rate-limit answers
   are retried; other refusals are final.
+- **one command refused inside a batch** (``OPERATION_TIME_LIMIT``, ``QUERY_LIMIT_EXCEEDED``;
+  internal errors for reads): only that command is sent again, in a later request, with its
+  key and references.
 - **unknown** (read timeout, connection lost after sending, a 5xx or an HTML page): the batch
   may have run. It is sent again only when every command in it only reads (or the caller opted
   in with ``resend_unknown_writes=True``); otherwise its commands are reported as
@@ -27,7 +30,7 @@ from ._errors import (
     RateLimitError,
 )
 
-__all__ = ["Ran", "RetryPolicy", "classify"]
+__all__ = ["Ran", "RetryPolicy", "classify", "command_retryable"]
 
 #: What the server did with a call that failed: ran nothing, or maybe ran it.
 Ran = Literal["no", "unknown"]
@@ -74,6 +77,24 @@ class RetryPolicy:
         """The wait before retry `retry_number` (1 for the first retry), jitter included."""
         base = min(self.wait_max, self.wait_initial * 2.0 ** (retry_number - 1))
         return base + random.uniform(0.0, self.wait_jitter)
+
+
+#: Per-command errors inside a batch that certainly ran nothing for that command.
+REFUSED_COMMAND_CODES = frozenset({"OPERATION_TIME_LIMIT", "QUERY_LIMIT_EXCEEDED"})
+#: Per-command errors that may come after the method did part of its work.
+INTERNAL_COMMAND_CODES = frozenset({"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"})
+
+
+def command_retryable(code: str, *, read: bool, policy: RetryPolicy) -> bool:
+    """Whether one failed command inside a batch is sent again (in a later request).
+
+    Rate and operating-time refusals ran nothing and are always retried; internal errors
+    only for reads, or for writes when the caller opted in (`resend_unknown_writes`).
+    """
+    code = code.upper()
+    if code in REFUSED_COMMAND_CODES:
+        return True
+    return code in INTERNAL_COMMAND_CODES and (read or policy.resend_unknown_writes)
 
 
 def classify(exc: BaseException) -> tuple[Ran, bool]:

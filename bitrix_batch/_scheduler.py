@@ -62,11 +62,22 @@ class Scheduler:
         plan: Plan,
         *,
         encode: Callable[[str, dict[str, Any]], str] = encode_command,
+        retry_command: Callable[[Entry, CommandError], bool] = lambda entry, error: False,
+        command_attempts: int = 1,
     ) -> None:
         self.plan = plan
         self._encode = encode
+        self._retry_command = retry_command
+        self._command_attempts = command_attempts
         entries = plan.entries
         self._outcomes: list[CommandResult | None] = [None] * len(entries)
+        # The planner's chunks are fixed; retries and parked commands get chunks of their own,
+        # appended here. `_chunk_of` says which chunk a command travels in now (it decides
+        # which references the server resolves); readiness still counts by the planned chunk.
+        self._members: list[list[int]] = [list(c.members) for c in plan.chunks]
+        self._chunk_of = list(plan.chunk_of)
+        self._attempts = [0] * len(entries)
+        self._parked: list[int] = []
         self._open = [len(c.members) for c in plan.chunks]  # members not yet final
         self._blocking = [len(c.after) for c in plan.chunks]  # producer chunks not final
         self._users: list[list[int]] = [[] for _ in plan.chunks]
@@ -118,30 +129,63 @@ class Scheduler:
         """Commands without a final outcome yet."""
         return len(self.plan.entries) - self._final
 
-    def next_requests(self, limit: int | None = None) -> list[ChunkRequest]:
-        """Build requests for chunks whose producers are all final, at most `limit` of them."""
+    @property
+    def parked(self) -> bool:
+        """True while some commands wait for their method's operating-time hold to end."""
+        return bool(self._parked)
+
+    def unpark(self) -> None:
+        """Make parked commands ready again (the executor calls this when a hold may be over)."""
+        self._ready.extend(self._parked)
+        self._parked.clear()
+
+    def next_requests(
+        self, limit: int | None = None, held: Callable[[str], bool] | None = None
+    ) -> list[ChunkRequest]:
+        """Build requests for chunks whose producers are all final, at most `limit` of them.
+
+        Commands whose method `held` says is over its operating-time budget are parked in a
+        chunk of their own (with the commands that read them server-side) instead of
+        delaying the rest; with halt, the rest of the chunk is parked to keep the order.
+        """
         out: list[ChunkRequest] = []
         while self._ready and (limit is None or len(out) < limit):
-            request = self._build(self._ready.popleft())
+            request = self._build(self._ready.popleft(), held)
             if request is not None:
                 self._in_flight += 1
                 out.append(request)
         return out
 
-    def _build(self, chunk_id: int) -> ChunkRequest | None:
+    def _new_chunk(self, members: list[int]) -> int:
+        chunk_id = len(self._members)
+        self._members.append(members)
+        for i in members:
+            self._chunk_of[i] = chunk_id
+        return chunk_id
+
+    def _build(
+        self, chunk_id: int, held: Callable[[str], bool] | None = None
+    ) -> ChunkRequest | None:
         plan = self.plan
-        members = [i for i in plan.chunks[chunk_id].members if self._outcomes[i] is None]
+        members = [i for i in self._members[chunk_id] if self._outcomes[i] is None]
         wire = _wire_keys([plan.entries[i] for i in members])
         sending: dict[int, str] = {}
         cmd: dict[str, str] = {}
+        parked: list[int] = []
         for i in members:
             entry = plan.entries[i]
             if self._outcomes[i] is not None:  # halted while this chunk was being built
                 continue
+            if parked and (plan.halt or any(d in parked for d in entry.deps)):
+                parked.append(i)
+                continue
+            if held is not None and held(entry.method):
+                parked.append(i)
+                continue
 
             def resolve(token: Token, here: int = i) -> Any:
                 target = self._target(here, token)
-                if plan.chunk_of[target] == chunk_id:
+                if self._chunk_of[target] == chunk_id:
                     if target not in sending:
                         raise _DependencyFailed(f"command {plan.entries[target].key!r} is not sent")
                     return ServerSide(token.render(sending[target]))
@@ -157,6 +201,9 @@ class Scheduler:
             sending[i] = wire[i]
             self._handed.add(i)
             cmd[wire[i]] = self._encode(entry.method, params)
+        if parked:
+            whole = not sending and len(parked) == len(members)
+            self._parked.append(chunk_id if whole else self._new_chunk(parked))
         if not sending:
             return None
         entries = [plan.entries[i] for i in sending]
@@ -200,17 +247,34 @@ class Scheduler:
     # --- taking answers -----------------------------------------------------------------------
 
     def complete(self, request: ChunkRequest, sections: BatchSections) -> None:
-        """Record the server's answer to `request` and check its server-side references."""
+        """Record the server's answer to `request` and check its server-side references.
+
+        A command that failed with a retryable error (see `retry_command`) is not final: it
+        goes into a new chunk with the commands that read it server-side, keeping its key and
+        references, and is sent again.
+        """
         self._in_flight -= 1
         self._handed.difference_update(request.members)
         plan = self.plan
         stopped = False  # with halt=1 the server (or Rule 6) stopped at a failure
+        again: list[int] = []
         for wire_key, i in request.wire.items():
             entry = plan.entries[i]
+            if again and (plan.halt or any(d in again for d in entry.deps)):
+                again.append(i)  # it ran on a value that is about to change, or not at all
+                continue
             if stopped:
                 self._skip(i, SkipReason.HALTED, "an earlier command failed and halt=True")
                 continue
             outcome = self._read_outcome(entry, wire_key, sections)
+            if (
+                outcome.error is not None
+                and self._attempts[i] + 1 < self._command_attempts
+                and self._retry_command(entry, outcome.error)
+            ):
+                self._attempts[i] += 1
+                again.append(i)
+                continue
             if outcome.status is not Status.UNKNOWN:
                 problem = self._check_server_refs(i, request)
                 if problem is not None:
@@ -221,6 +285,8 @@ class Scheduler:
                     continue
             self._finalize(i, outcome)
             stopped = plan.halt and outcome.status is not Status.OK
+        if again:
+            self._ready.appendleft(self._new_chunk(again))
         if stopped:
             self._halt_rest()
 
@@ -264,7 +330,7 @@ class Scheduler:
         for site in entry.sites:
             for token in site.tokens:
                 target = self._target(index, token)
-                if self.plan.chunk_of[target] != request.chunk_id:
+                if self._chunk_of[target] != request.chunk_id:
                     continue
                 try:
                     value = self._value(target, token)
@@ -343,7 +409,7 @@ class Scheduler:
         self._outcomes[index] = outcome
         self._new.append(outcome)
         self._final += 1
-        chunk_id = self.plan.chunk_of[index]
+        chunk_id = self.plan.chunk_of[index]  # readiness counts by the planned chunk
         self._open[chunk_id] -= 1
         if self._open[chunk_id] == 0:
             for user in self._users[chunk_id]:

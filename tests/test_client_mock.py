@@ -340,3 +340,72 @@ async def test_rate_limit_paces_requests_on_a_fake_clock() -> None:
     assert len(sent_at) == 60
     assert sent_at[:50] == [0.0] * 50
     assert sent_at[-1] == pytest.approx(10 * 0.5 / 0.98)
+
+
+def flaky(code: str, times: int, result: Any = True) -> Any:
+    """A fake method that fails with `code` the first `times` calls."""
+    calls = {"n": 0}
+
+    def method(params: dict[str, Any]) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= times:
+            raise Fail(code, "refused")
+        return result
+
+    return method
+
+
+async def test_only_the_refused_command_is_resent() -> None:
+    """A per-command QUERY_LIMIT_EXCEEDED re-sends that command alone, with its key."""
+    fake = lead_store()
+    fake.methods["crm.deal.add"] = flaky("QUERY_LIMIT_EXCEEDED", 1, result=77)
+    async with client_for(fake) as client:
+        result = await client.batch({"a": "crm.lead.add", "d": "crm.deal.add", "b": "crm.lead.add"})
+    assert fake.batches[1].keys() == {"d"}
+    assert result.result == {"a": 1, "d": 77, "b": 2}
+
+
+async def test_a_method_over_its_operating_time_waits_alone() -> None:
+    """A per-command OPERATION_TIME_LIMIT holds only that method until the hold ends."""
+    fake = lead_store()
+    fake.methods["crm.deal.add"] = flaky("OPERATION_TIME_LIMIT", 1, result=5)
+    clock = FakeClock()
+    sent: list[tuple[float, list[str]]] = []
+    inner = fake.handle
+
+    async def timed(request: httpx.Request) -> httpx.Response:
+        response = await inner(request)
+        sent.append((clock(), list(fake.batches[-1])))
+        return response
+
+    client = BitrixClient(
+        WEBHOOK,
+        transport=httpx.MockTransport(timed),
+        clock=clock,
+        sleep=clock.sleep,
+        rate_limit=None,
+        max_concurrency=1,
+        retry=RetryPolicy.testing(),
+    )
+    cmd: dict[str, Any] = {"deal": "crm.deal.add"}
+    cmd.update({f"l{i}": "crm.lead.add" for i in range(60)})
+    async with client:
+        result = await client.batch(cmd)
+    assert result.ok
+    # The deal was refused in the first request; the leads went on at once; the deal was
+    # re-sent alone once its default 300 s hold ended.
+    assert sent[0][0] == 0.0
+    assert sent[1] == (0.0, [f"l{i}" for i in range(49, 60)])
+    assert sent[2] == (300.0, ["deal"])
+
+
+async def test_internal_error_of_a_write_is_not_resent() -> None:
+    """A per-command internal error may follow a partial write: it is reported, not re-sent."""
+    fake = lead_store()
+    fake.methods["crm.deal.add"] = flaky("INTERNAL_SERVER_ERROR", 1)
+    fake.methods["crm.deal.get"] = flaky("INTERNAL_SERVER_ERROR", 1, result={"ID": "1"})
+    async with client_for(fake) as client:
+        result = await client.batch({"w": "crm.deal.add", "r": "crm.deal.get?id=1"})
+    assert result.result_error["w"].code == "INTERNAL_SERVER_ERROR"
+    assert result.result["r"] == {"ID": "1"}
+    assert [list(b) for b in fake.batches] == [["w", "r"], ["r"]]
