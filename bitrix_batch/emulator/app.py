@@ -253,7 +253,7 @@ class Emulator:
             return self._error(errors.query_limit_exceeded())
         parts = [p for p in path[len("/rest") :].split("/") if p]
         method = parts[-1] if parts else ""
-        plan = self.faults.draw(method)
+        plan = self.faults.draw(_strip_suffix(method))
         delay = cfg.faults.slow_seconds if plan.slow else 0.0
         if plan.slow:
             self.stats.faults["slow"] += 1
@@ -293,10 +293,7 @@ class Emulator:
     ) -> _Response:
         if len(parts) not in (1, 3):
             return self._error(errors.method_not_found())
-        method = parts[-1]
-        head, _, suffix = method.rpartition(".")
-        if head and suffix in ("json", "xml"):
-            method = head
+        method = _strip_suffix(parts[-1])
         params = collect_params(http_method, query, headers, body, self.config.max_input_vars)
         spec = self.engine.lookup(method)
         if spec is None:
@@ -365,3 +362,9 @@ class Emulator:
             self.auth.expire_all()
             return _Response(200, b'{"ok":true}', plain)
         return _Response(404, b'{"error":"unknown control"}', plain)
+
+
+def _strip_suffix(method: str) -> str:
+    """``crm.lead.get.json`` -> ``crm.lead.get`` (only an exact ``json``/``xml`` segment)."""
+    head, _, suffix = method.rpartition(".")
+    return head if head and suffix in ("json", "xml") else method
