@@ -78,7 +78,8 @@ async def test_docs_halted_insufficient_scope() -> None:
     assert body["result_error"] == {
         "get_user": {"error": "insufficient_scope", "error_description": ""}
     }
-    assert body["result"] == [] and body["result_time"] == []
+    assert body["result"] == []
+    assert body["result_time"] == []
 
 
 async def test_top_level_insufficient_scope_is_401() -> None:
@@ -118,7 +119,8 @@ async def test_mixed_success_and_error_batch_shapes() -> None:
 async def test_list_cmd_all_succeeding_is_a_list() -> None:
     async with api() as a:
         body = await a.batch(["user.current", "user.current"])
-    assert isinstance(body["result"], list) and len(body["result"]) == 2
+    assert isinstance(body["result"], list)
+    assert len(body["result"]) == 2
     assert isinstance(body["result_time"], list)
 
 
@@ -180,7 +182,8 @@ async def test_more_than_50_with_halt_stops_at_the_51st() -> None:
     cmd = [f"crm.lead.add?fields[TITLE]=t{i}" for i in range(55)]
     async with api() as a:
         body = await a.batch(cmd, halt=1)
-    assert isinstance(body["result"], list) and len(body["result"]) == 50
+    assert isinstance(body["result"], list)
+    assert len(body["result"]) == 50
     assert body["result_error"] == {
         "50": {
             "error": "ERROR_BATCH_LENGTH_EXCEEDED",
@@ -231,7 +234,8 @@ async def test_hash_cuts_the_command() -> None:
     async with api(emu) as a:
         body = await a.batch({"a": "crm.lead.add?fields[TITLE]=A#B&fields[NAME]=n"})
     row = emu.records("lead")[0]
-    assert row["TITLE"] == "A" and row["NAME"] is None
+    assert row["TITLE"] == "A"
+    assert row["NAME"] is None
     assert body["result"] == {"a": row["ID"]}
 
 
@@ -252,7 +256,8 @@ async def test_form_encoded_batch_is_double_decoded() -> None:
             params={
                 "halt": "0",
                 "cmd[get_user]": "user.current?",
-                "cmd[get_department]": "department.get?ID=%24result%5Bget_user%5D%5BUF_DEPARTMENT%5D",
+                "cmd[get_department]": "department.get?ID="
+                + "%24result%5Bget_user%5D%5BUF_DEPARTMENT%5D",
             },
         )
     body = response.json()["result"]

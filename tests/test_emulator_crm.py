@@ -14,10 +14,12 @@ async def test_crud_round_trip(entity: str) -> None:
     name = ENTITY_TITLE[entity]
     async with api() as a:
         status, added = await a.call(f"crm.{entity}.add", {"fields": {name: "One"}})
-        assert status == 200 and isinstance(added["result"], int)
+        assert status == 200
+        assert isinstance(added["result"], int)
         ident = added["result"]
         _, got = await a.call(f"crm.{entity}.get", {"id": ident})
-        assert got["result"]["ID"] == str(ident) and got["result"][name] == "One"
+        assert got["result"]["ID"] == str(ident)
+        assert got["result"][name] == "One"
         _, upd = await a.call(f"crm.{entity}.update", {"ID": ident, "fields": {name: "Two"}})
         assert upd["result"] is True
         _, got = await a.call(f"crm.{entity}.get", {"ID": ident})
@@ -31,9 +33,11 @@ async def test_crud_round_trip(entity: str) -> None:
         assert missing == {"error": "", "error_description": "Not found"}
         assert "time" not in missing
         status, again = await a.call(f"crm.{entity}.delete", {"id": ident})
-        assert status == 400 and again["error_description"] == "Not found"
+        assert status == 400
+        assert again["error_description"] == "Not found"
         status, bad = await a.call(f"crm.{entity}.get", {"id": "abc"})
-        assert status == 400 and bad["error_description"] == "ID is not defined or invalid."
+        assert status == 400
+        assert bad["error_description"] == "ID is not defined or invalid."
 
 
 async def test_writes_are_counted_per_record() -> None:
@@ -55,11 +59,15 @@ async def test_list_paging_by_offsets() -> None:
         assert (first["next"], first["total"]) == (50, 120)
         assert list(first) == ["result", "next", "total", "time"]
         _, floored = await a.call("crm.lead.list", {"select": ["ID"], "start": 73})
-        assert floored["result"][0]["ID"] == "51" and floored["next"] == 100
+        assert floored["result"][0]["ID"] == "51"
+        assert floored["next"] == 100
         _, last = await a.call("crm.lead.list", {"select": ["ID"], "start": 100})
-        assert len(last["result"]) == 20 and "next" not in last and last["total"] == 120
+        assert len(last["result"]) == 20
+        assert "next" not in last
+        assert last["total"] == 120
         _, beyond = await a.call("crm.lead.list", {"start": 500})
-        assert beyond["result"] == [] and "next" not in beyond
+        assert beyond["result"] == []
+        assert "next" not in beyond
 
 
 async def test_list_start_minus_one_skips_the_count() -> None:
@@ -69,8 +77,10 @@ async def test_list_start_minus_one_skips_the_count() -> None:
             "crm.lead.list",
             {"start": -1, "order": {"ID": "ASC"}, "filter": {">ID": 60}, "select": ["ID"]},
         )
-    assert len(body["result"]) == 50 and body["result"][0]["ID"] == "61"
-    assert body["total"] == 0 and "next" not in body
+    assert len(body["result"]) == 50
+    assert body["result"][0]["ID"] == "61"
+    assert body["total"] == 0
+    assert "next" not in body
 
 
 async def test_filters_order_and_select() -> None:
@@ -140,7 +150,9 @@ async def test_crm_item_methods() -> None:
             "crm.item.add", {"entityTypeId": 2, "fields": {"title": "Item", "opportunity": 5}}
         )
         item = added["result"]["item"]
-        assert item["title"] == "Item" and item["opportunity"] == 5.0 and item["id"] == 61
+        assert item["title"] == "Item"
+        assert item["opportunity"] == 5.0
+        assert item["id"] == 61
         _, got = await a.call("crm.item.get", {"entityTypeId": 2, "id": 61})
         assert got["result"]["item"]["title"] == "Item"
         _, upd = await a.call(
@@ -150,16 +162,20 @@ async def test_crm_item_methods() -> None:
         _, page = await a.call(
             "crm.item.list", {"entityTypeId": 2, "select": ["id", "title"], "start": 50}
         )
-        assert [list(i) for i in page["result"]["items"]][0] == ["id", "title"]
-        assert page["total"] == 61 and "next" not in page
+        assert next(list(i) for i in page["result"]["items"]) == ["id", "title"]
+        assert page["total"] == 61
+        assert "next" not in page
         _, first = await a.call("crm.item.list", {"entityTypeId": 2, "filter": {">id": 10}})
-        assert first["next"] == 50 and first["total"] == 51
+        assert first["next"] == 50
+        assert first["total"] == 51
         _, fast = await a.call("crm.item.list", {"entityTypeId": 2, "start": -1})
-        assert "total" not in fast and "next" not in fast
+        assert "total" not in fast
+        assert "next" not in fast
         _, deleted = await a.call("crm.item.delete", {"entityTypeId": 2, "id": 61})
         assert deleted["result"] == []
         status, missing = await a.call("crm.item.get", {"entityTypeId": 2, "id": 61})
-        assert status == 400 and missing["error"] == "NOT_FOUND"
+        assert status == 400
+        assert missing["error"] == "NOT_FOUND"
         _, fields = await a.call("crm.item.fields", {"entityTypeId": 1})
         assert fields["result"]["fields"]["title"]["upperName"] == "TITLE"
 
@@ -168,7 +184,9 @@ async def test_users_and_departments() -> None:
     emu = make_emulator(seed_users=70)
     async with api(emu) as a:
         _, page = await a.call("user.get", {})
-        assert len(page["result"]) == 50 and page["total"] == 71 and page["next"] == 50
+        assert len(page["result"]) == 50
+        assert page["total"] == 71
+        assert page["next"] == 50
         _, one = await a.call("user.get", {"ID": 1})
         assert one["result"][0]["NAME"] == "John"
         _, filtered = await a.call("user.get", {"FILTER": {"UF_DEPARTMENT": 1}})

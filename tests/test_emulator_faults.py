@@ -41,7 +41,8 @@ async def test_failure_after_running_is_the_ambiguous_case() -> None:
         response = await a.raw(
             "batch", json={"cmd": ["crm.lead.add?fields[TITLE]=x", "crm.lead.add?fields[TITLE]=y"]}
         )
-    assert response.status_code == 500 and "<html>" in response.text
+    assert response.status_code == 500
+    assert "<html>" in response.text
     assert emu.count("lead") == 2  # the batch ran
     assert emu.stats.statuses[500] == 1
 

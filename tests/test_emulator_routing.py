@@ -97,14 +97,14 @@ async def test_oauth_token_in_param_body_and_header() -> None:
     async with api(emu) as a:
         r1 = await a.client.get("/rest/user.current", params={"auth": token})
         r2 = await a.client.post("/rest/user.current.json", json={"access_token": token})
-        r3 = await a.client.post(
-            "/rest/user.current", headers={"authorization": f"Bearer {token}"}
-        )
+        r3 = await a.client.post("/rest/user.current", headers={"authorization": f"Bearer {token}"})
         r4 = await a.client.post("/rest/user.current")
         r5 = await a.client.post("/rest/user.current", json={"auth": "bogus"})
     assert [r.status_code for r in (r1, r2, r3)] == [200, 200, 200]
-    assert r4.status_code == 401 and r4.json()["error"] == "NO_AUTH_FOUND"
-    assert r5.status_code == 401 and r5.json()["error"] == "invalid_token"
+    assert r4.status_code == 401
+    assert r4.json()["error"] == "NO_AUTH_FOUND"
+    assert r5.status_code == 401
+    assert r5.json()["error"] == "invalid_token"
 
 
 async def test_oauth_batch_runs_as_caller_and_strips_auth() -> None:
@@ -147,11 +147,13 @@ async def test_oauth_expiry_and_refresh_rotation() -> None:
         assert ok.status_code == 200
         # The refresh token used is spent.
         again = await a.client.get("/oauth/token/", params=refresh_params)
-        assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+        assert again.status_code == 400
+        assert again.json()["error"] == "invalid_grant"
         bad_client = await a.client.get(
             "/oauth/token/", params={**refresh_params, "client_secret": "x"}
         )
-        assert bad_client.status_code == 401 and bad_client.json()["error"] == "invalid_client"
+        assert bad_client.status_code == 401
+        assert bad_client.json()["error"] == "invalid_client"
     assert emu.stats.oauth_refreshes == 1
 
 
@@ -205,11 +207,11 @@ async def test_stats_and_reset_over_http() -> None:
 async def test_other_paths_are_html_404() -> None:
     async with api() as a:
         r = await a.client.get("/")
-    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
 
 
 async def test_emulator_runs_on_trio_and_asyncio(anyio_backend: str) -> None:
     async with api() as a:
         status, _ = await a.call("user.current")
     assert status == 200
-

@@ -49,6 +49,7 @@ def make_server(emulator: Emulator, log_level: str = "warning", **options: Any) 
         log_level=log_level,
         access_log=False,
         lifespan="off",
+        interface="asgi3",
         **options,
     )
     return uvicorn.Server(config)
