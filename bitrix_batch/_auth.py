@@ -2,16 +2,56 @@
 
 This module performs no I/O. An inbound webhook carries its secret in the URL
 (``https://portal.bitrix24.com/rest/<user>/<code>/``); `Webhook` keeps the URL for sending and
-offers a redacted form for reprs, logs and error messages.
+offers a redacted form for reprs, logs and error messages. `Credentials` is the small interface
+the client uses for both webhooks and OAuth (``bitrix_batch._oauth.OAuth``).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-__all__ = ["Webhook", "redact"]
+from ._errors import AuthError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["REFRESH_UNAVAILABLE", "Credentials", "Webhook", "redact"]
+
+#: The `AuthError.code` raised when a credential cannot be refreshed (a webhook, or OAuth with
+#: neither a provider nor client credentials). Deliberately not ``expired_token``, so that a
+#: client which refreshes on ``expired_token`` can never loop on it.
+REFRESH_UNAVAILABLE = "REFRESH_UNAVAILABLE"
+
+
+@runtime_checkable
+class Credentials(Protocol):
+    """What the client needs from a credential: where to send, what token, how to renew."""
+
+    def endpoint(self, method: str) -> str:
+        """The URL to POST `method` to."""
+        ...
+
+    async def current_token(self) -> str | None:
+        """The ``auth`` parameter to send now, or None if the URL itself carries the secret."""
+        ...
+
+    async def refresh(self, stale: str, http: httpx.AsyncClient) -> str:
+        """Replace the expired token `stale` and return the one to use (AuthError if not)."""
+        ...
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret that must be removed from any text shown to people."""
+        ...
+
+    @property
+    def redacted(self) -> str:
+        """A description safe for logs and reprs."""
+        ...
+
 
 _WEBHOOK_PATH = re.compile(r"^(?P<prefix>.*/rest/)(?P<user>[^/]+)/(?P<code>[^/]+)/?$")
 
@@ -52,6 +92,22 @@ class Webhook:
     def redacted(self) -> str:
         """The URL with the webhook code replaced by ``***``."""
         return redact(self.url, self.secrets)
+
+    async def current_token(self) -> str | None:
+        """Always None: a webhook sends its secret in the URL, not as an ``auth`` parameter."""
+        return None
+
+    async def refresh(self, stale: str, http: httpx.AsyncClient) -> str:
+        """Always raise: a webhook is permanent and has nothing to refresh.
+
+        Raises:
+            AuthError: Always, with code `REFRESH_UNAVAILABLE`.
+        """
+        raise AuthError(
+            401,
+            REFRESH_UNAVAILABLE,
+            "a webhook has no token to refresh; check that the webhook still exists",
+        )
 
     def __repr__(self) -> str:
         return f"Webhook({self.redacted!r})"
