@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,7 +23,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from ._auth import Webhook, redact
-from ._commands import CommandInput, parse_call, parse_commands
+from ._commands import CommandList, parse_call, parse_commands
 from ._encoding import http_build_query
 from ._errors import (
     APIError,
@@ -40,7 +40,6 @@ from ._result import BatchResult, CommandResult, Status
 from ._retry import RetryPolicy, classify, command_retryable
 from ._scheduler import ChunkRequest, Scheduler
 from ._throttle import Clock, LeakyBucket, OperatingBudget, RateLimit, RateLimiter, Sleep
-from ._types import Key
 
 __all__ = ["BitrixClient", "CallResult"]
 
@@ -163,7 +162,7 @@ class BitrixClient:
 
     def plan(
         self,
-        cmd: Mapping[Key, CommandInput] | Sequence[CommandInput],
+        cmd: CommandList,
         *,
         halt: bool = False,
     ) -> Plan:
@@ -176,7 +175,7 @@ class BitrixClient:
 
     async def batch(
         self,
-        cmd: Mapping[Key, CommandInput] | Sequence[CommandInput],
+        cmd: CommandList,
         *,
         halt: bool = False,
         progress: Progress | None = None,
@@ -206,7 +205,7 @@ class BitrixClient:
     @asynccontextmanager
     async def stream(
         self,
-        cmd: Mapping[Key, CommandInput] | Sequence[CommandInput],
+        cmd: CommandList,
         *,
         halt: bool = False,
         progress: Progress | None = None,
@@ -230,7 +229,7 @@ class BitrixClient:
             tg.cancel_scope.cancel()
 
     def _scheduler(
-        self, cmd: Mapping[Key, CommandInput] | Sequence[CommandInput], halt: bool
+        self, cmd: CommandList, halt: bool
     ) -> Scheduler:
         policy = self._retry
         return Scheduler(

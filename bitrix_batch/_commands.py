@@ -28,12 +28,19 @@ from ._errors import (
 from ._refs import MISSING, Ref, Token, find_tokens, resolve_path, segment_is_safe
 from ._types import Key
 
-__all__ = ["Command", "CommandInput", "Entry", "Site", "parse_call", "parse_commands"]
+__all__ = [
+    "Command",
+    "CommandInput",
+    "CommandList",
+    "Entry",
+    "Site",
+    "parse_call",
+    "parse_commands",
+]
 
 #: Methods the server refuses inside a batch (rest 24.0.0 forbids nested `batch`).
 FORBIDDEN_METHODS = frozenset({"batch", "download", "upload"})
 
-_SCALARS = (str, int, float, bool, type(None))
 _METHOD = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
 
 
@@ -58,6 +65,14 @@ class Command:
 
 #: Anything `BitrixClient.batch` accepts as one command.
 CommandInput = str | Command | Sequence[Any] | Mapping[str, Any]
+
+#: A command list: keys to commands, or a sequence (keys are then 0..n-1).
+CommandList = (
+    Mapping[str, CommandInput]
+    | Mapping[int, CommandInput]
+    | Mapping[Key, CommandInput]
+    | Sequence[CommandInput]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +117,7 @@ class Entry:
 
 
 def parse_commands(
-    cmd: Mapping[Key, CommandInput] | Sequence[CommandInput],
+    cmd: CommandList,
     reads_only: Callable[[str], bool],
 ) -> list[Entry]:
     """Check and normalise a caller's command list; resolve reference targets to indexes.
@@ -110,8 +125,9 @@ def parse_commands(
     Raises:
         InvalidCommandError, DuplicateKeyError, UnknownReferenceError, InvalidReferenceError.
     """
+    items: list[tuple[Key, CommandInput]]
     if isinstance(cmd, Mapping):
-        items: list[tuple[Key, CommandInput]] = list(cmd.items())
+        items = list(cmd.items())
     elif isinstance(cmd, str | bytes) or not isinstance(cmd, Sequence):
         raise InvalidCommandError(
             None, None, f"cmd must be a mapping or a sequence, not {type(cmd).__name__}"
@@ -131,8 +147,8 @@ def parse_commands(
         if str(key) in index_of:
             raise DuplicateKeyError(key)
         index_of[str(key)] = len(raw)
-        method, params = _normalize(key, item)
-        raw.append((key, method, params, _find_sites(key, method, params)))
+        method, params, sites = _normalize(key, item)
+        raw.append((key, method, params, sites))
 
     entries = []
     for i, (key, method, params, sites) in enumerate(raw):
@@ -182,10 +198,15 @@ def _leaves(value: Any) -> list[Any]:
     return [value]
 
 
-def _normalize(key: Key, item: Any) -> tuple[str, dict[str, Any]]:
+def _normalize(key: Key, item: Any) -> tuple[str, dict[str, Any], list[Site]]:
     method: Any
     params: Any
-    if isinstance(item, str):
+    if type(item) is tuple or type(item) is list:
+        if not 1 <= len(item) <= 2:
+            raise InvalidCommandError(key, None, "a command sequence is (method, params)")
+        method = item[0]
+        params = item[1] if len(item) == 2 else None
+    elif isinstance(item, str):
         method, params = _split_command_string(key, item)
     elif isinstance(item, Command):
         method, params = item.method, item.params
@@ -214,7 +235,8 @@ def _normalize(key: Key, item: Any) -> tuple[str, dict[str, Any]]:
         raise InvalidCommandError(
             key, method, f"params must be a mapping, not {type(params).__name__}"
         )
-    return method, _check_params(key, method, params)
+    sites: list[Site] = []
+    return method, _check_params(key, method, params, sites), sites
 
 
 def _split_command_string(key: Key | None, text: str) -> tuple[str, dict[str, Any]]:
@@ -237,53 +259,58 @@ def _check_method(
         raise InvalidCommandError(key, method, f"{method!r} is not allowed inside a batch")
 
 
-def _check_params(key: Key, method: str, params: Mapping[Any, Any]) -> dict[str, Any]:
-    """Copy the parameters into plain dicts and lists, refusing what cannot be encoded."""
+def _check_params(
+    key: Key, method: str, params: Mapping[Any, Any], sites: list[Site] | None = None
+) -> dict[str, Any]:
+    """Copy the parameters into plain dicts and lists, refusing what cannot be encoded.
 
-    def copy(value: Any, where: str) -> Any:
-        if isinstance(value, (*_SCALARS, Ref)):
+    When `sites` is given, every value holding references is recorded there, in the same pass
+    (this runs once per command of a job that may have millions).
+    """
+
+    def copy(value: Any, location: tuple[str | int, ...]) -> Any:
+        kind = type(value)
+        if kind is str:
+            if sites is not None and "$" in value:
+                parts = _cut(key, method, value)
+                if len(parts) > 1 or not isinstance(parts[0], str):
+                    sites.append(Site(location, parts))
             return value
-        if isinstance(value, Mapping):
+        if kind is int or kind is float or kind is bool or value is None:
+            return value
+        if kind is Ref:
+            token = Token(value.kind, str(value.key), value.path)
+            _check_token(key, method, str(value), token)
+            if sites is not None:
+                sites.append(Site(location, (token,)))
+            return value
+        if kind is dict or isinstance(value, Mapping):
             out = {}
             for k, v in value.items():
-                if isinstance(k, bool) or not isinstance(k, str | int):
-                    raise InvalidCommandError(key, method, f"parameter key {k!r} at {where}")
-                out[k] = copy(v, f"{where}[{k}]")
+                if type(k) is not str and (isinstance(k, bool) or not isinstance(k, str | int)):
+                    raise InvalidCommandError(
+                        key, method, f"parameter key {k!r} at {_where(location)}"
+                    )
+                out[k] = copy(v, (*location, k))
             return out
-        if isinstance(value, list | tuple):
-            return [copy(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if kind is list or kind is tuple or isinstance(value, list | tuple):
+            return [copy(v, (*location, i)) for i, v in enumerate(value)]
+        for base in (str, int, float):  # a subclass such as a StrEnum: send its plain value
+            if isinstance(value, base):
+                return copy(base(value) if base is not str else str.__str__(value), location)
         raise InvalidCommandError(
             key,
             method,
-            f"parameter {where or 'value'} has type {type(value).__name__}, which Bitrix24"
+            f"parameter {_where(location) or 'value'} has type {kind.__name__}, which Bitrix24"
             " cannot receive (use str, int, float, bool, None, dict or list)",
         )
 
-    result: dict[str, Any] = copy(params, "")
+    result: dict[str, Any] = copy(params, ())
     return result
 
 
-def _find_sites(key: Key, method: str, params: dict[str, Any]) -> list[Site]:
-    sites: list[Site] = []
-
-    def visit(value: Any, location: tuple[str | int, ...]) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                visit(v, (*location, k))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                visit(v, (*location, i))
-        elif isinstance(value, Ref):
-            token = Token(value.kind, str(value.key), value.path)
-            _check_token(key, method, str(value), token)
-            sites.append(Site(location, (token,)))
-        elif isinstance(value, str) and "$" in value:
-            parts = _cut(key, method, value)
-            if any(isinstance(p, Token) for p in parts):
-                sites.append(Site(location, parts))
-
-    visit(params, ())
-    return sites
+def _where(location: tuple[str | int, ...]) -> str:
+    return "".join(f"[{k}]" for k in location)
 
 
 def _cut(key: Key, method: str, text: str) -> tuple[str | Token, ...]:

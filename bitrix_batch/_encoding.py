@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 from urllib.parse import unquote_to_bytes
 
@@ -63,6 +63,8 @@ _LONG_MIN = -(2**63)
 
 # php_url_encode keeps only [A-Za-z0-9_.-], turns a space into "+" and everything else
 # into %XX with upper-case hex. Unlike Python's quote_plus it also encodes "~".
+#: Text that PHP's urlencode leaves as it is.
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-]*")
 _URLENCODE_TABLE: tuple[str, ...] = tuple(
     chr(b)
     if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "-_.")
@@ -102,6 +104,8 @@ def urlencode(text: str) -> str:
         The text with every byte but ``A-Z a-z 0-9 - _ .`` percent-encoded, and
         spaces as ``+``.
     """
+    if _PLAIN.fullmatch(text):  # the common case: nothing to encode
+        return text
     return "".join([_URLENCODE_TABLE[b] for b in _to_bytes(text)])
 
 
@@ -178,24 +182,31 @@ def php_strval(value: Any) -> str | None:
     )
 
 
-def _scalar_text(value: Any, where: str) -> str | None:
+def _scalar_text(value: Any, path: tuple[Any, ...]) -> str | None:
     """The PHP string http_build_query writes for a scalar, or None to skip it."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if value is None:  # http_build_query skips null (and resources)
+        return None
+    if kind is bool:
+        return "1" if value else "0"
+    if kind is int:
+        # Python ints beyond zend_long are written exactly; PHP itself would hold a
+        # double.
+        return int.__repr__(value)
     token = getattr(value, "__bitrix_token__", None)
     if token is not None and callable(token):
         text = token()
         if not isinstance(text, str):
             raise TypeError(
-                f"{where}: __bitrix_token__() returned {type(text).__name__!r}, "
+                f"{_describe(path)}: __bitrix_token__() returned {type(text).__name__!r}, "
                 "expected str"
             )
         return text
-    if value is None:  # http_build_query skips null (and resources)
-        return None
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
-        # Python ints beyond zend_long are written exactly; PHP itself would hold a
-        # double.
         return int.__repr__(value)
     if isinstance(value, float):
         # http_build_query casts a double to string (zend_double_to_str, `precision`),
@@ -205,34 +216,43 @@ def _scalar_text(value: Any, where: str) -> str | None:
     if isinstance(value, str):
         return str.__str__(value)
     raise TypeError(
-        f"{where}: cannot encode a value of type {type(value).__name__!r}; use str, "
+        f"{_describe(path)}: cannot encode a value of type {type(value).__name__!r}; use str, "
         "int, float, bool, None, a mapping, a list or a tuple (or an object with "
         "__bitrix_token__)"
     )
 
 
-def _key_text(key: Any, where: str) -> str:
+def _key_text(key: Any, path: tuple[Any, ...]) -> str:
     # PHP array keys are integers or strings; a bool key becomes 0 or 1 as in a PHP
     # array.
+    if type(key) is str:
+        return key
     if isinstance(key, bool | int):
         return int.__repr__(int(key))
     if isinstance(key, str):
         return str.__str__(key)
-    raise TypeError(f"{where}: a key must be str or int, not {type(key).__name__!r}")
+    raise TypeError(
+        f"{_describe(path)}: a key must be str or int, not {type(key).__name__!r}"
+    )
 
 
 # ----------------------------------------------------------------------------- encoding
 
 
 def _is_container(value: Any) -> bool:
+    kind = type(value)
+    if kind is dict or kind is list or kind is tuple:
+        return True
+    if kind is str or kind is int or value is None:
+        return False
     if getattr(value, "__bitrix_token__", None) is not None:
         return False
     return isinstance(value, Mapping | list | tuple)
 
 
-def _items(container: Any) -> Iterator[tuple[Any, Any]]:
-    if isinstance(container, Mapping):
-        return iter(container.items())
+def _items(container: Any) -> Iterable[tuple[Any, Any]]:
+    if type(container) is dict or isinstance(container, Mapping):
+        return container.items()
     return enumerate(container)
 
 
@@ -255,11 +275,11 @@ def _leaves(data: Any) -> Iterator[tuple[list[str], str]]:
         active.add(id(container))
         try:
             for key, value in _items(container):
-                child = [*path, _key_text(key, _describe(path))]
+                child = [*path, _key_text(key, tuple(path))]
                 if _is_container(value):
                     yield from walk(value, child)
                 else:
-                    text = _scalar_text(value, _describe(child))
+                    text = _scalar_text(value, tuple(child))
                     if text is not None:
                         yield child, text
         finally:
@@ -268,10 +288,10 @@ def _leaves(data: Any) -> Iterator[tuple[list[str], str]]:
     return walk(data, [])
 
 
-def _describe(path: list[str]) -> str:
+def _describe(path: Sequence[Any]) -> str:
     if not path:
         return "the top level"
-    return path[0] + "".join(f"[{part}]" for part in path[1:])
+    return str(path[0]) + "".join(f"[{part}]" for part in path[1:])
 
 
 def http_build_query(data: Mapping[Any, Any]) -> str:
@@ -293,13 +313,34 @@ def http_build_query(data: Mapping[Any, Any]) -> str:
         TypeError: For a value or key of a type PHP data cannot have.
         ValueError: For a circular structure.
     """
-    return "&".join(
-        urlencode(path[0])
-        + "".join(f"%5B{urlencode(part)}%5D" for part in path[1:])
-        + "="
-        + urlencode(text)
-        for path, text in _leaves(data)
-    )
+    if not _is_container(data):
+        raise TypeError(
+            "http_build_query() takes a mapping, a list or a tuple, "
+            f"not {type(data).__name__!r}"
+        )
+    out: list[str] = []
+    active: set[int] = set()
+
+    # One pass that carries the already-encoded name down: this runs for every command of
+    # jobs with millions, so nothing is formatted twice and error texts are built lazily.
+    def walk(container: Any, prefix: str | None, path: tuple[Any, ...]) -> None:
+        if id(container) in active:
+            # PHP silently skips a recursive array; a cycle here is a caller bug.
+            raise ValueError(f"cannot encode a circular structure at {_describe(path)}")
+        active.add(id(container))
+        for key, value in _items(container):
+            part = urlencode(_key_text(key, path))
+            name = part if prefix is None else f"{prefix}%5B{part}%5D"
+            if _is_container(value):
+                walk(value, name, (*path, key))
+            else:
+                text = _scalar_text(value, (*path, key))
+                if text is not None:
+                    out.append(f"{name}={urlencode(text)}")
+        active.discard(id(container))
+
+    walk(data, None, ())
+    return "&".join(out)
 
 
 def encode_command(method: str, params: Mapping[Any, Any] | None) -> str:
