@@ -31,6 +31,7 @@ from ._errors import (
     UnknownReferenceError,
 )
 from ._methods import MethodPolicy
+from ._oauth import OAuth, OAuthTokens
 from ._planner import MAX_BATCH, Plan
 from ._refs import Ref
 from ._result import BatchResult, CommandResult, Skip, SkipReason, Status
@@ -58,6 +59,8 @@ __all__ = [
     "LeakyBucket",
     "MAX_BATCH",
     "MethodPolicy",
+    "OAuth",
+    "OAuthTokens",
     "OperatingBudget",
     "OperationTimeLimitError",
     "OutcomeUnknownError",

@@ -34,7 +34,7 @@ class Credentials(Protocol):
         """The URL to POST `method` to."""
         ...
 
-    async def current_token(self) -> str | None:
+    async def current_token(self, http: httpx.AsyncClient | None = None) -> str | None:
         """The ``auth`` parameter to send now, or None if the URL itself carries the secret."""
         ...
 
@@ -93,7 +93,7 @@ class Webhook:
         """The URL with the webhook code replaced by ``***``."""
         return redact(self.url, self.secrets)
 
-    async def current_token(self) -> str | None:
+    async def current_token(self, http: httpx.AsyncClient | None = None) -> str | None:
         """Always None: a webhook sends its secret in the URL, not as an ``auth`` parameter."""
         return None
 

@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from ._auth import Webhook, redact
+from ._auth import Credentials, Webhook, redact
 from ._commands import CommandList, parse_call, parse_commands
 from ._encoding import http_build_query
 from ._errors import (
@@ -34,6 +34,7 @@ from ._errors import (
     TransportError,
 )
 from ._methods import MethodPolicy
+from ._oauth import OAuth
 from ._planner import MAX_BATCH, Plan, plan
 from ._response import as_int, decode_batch, decode_body
 from ._result import BatchResult, CommandResult, Status
@@ -61,7 +62,9 @@ class BitrixClient:
     """An async Bitrix24 REST client whose `batch` takes any number of commands.
 
     Args:
-        url: the inbound webhook base, ``https://<portal>/rest/<user>/<code>/``.
+        url: the inbound webhook base, ``https://<portal>/rest/<user>/<code>/``, or an
+            `OAuth` credential for an application (the token is sent as ``auth`` and
+            refreshed once, single-flight, when the server says it expired).
         http_client: an `httpx.AsyncClient` to share; the caller closes it.
         transport: an httpx transport for a client this object creates (tests, emulator).
         timeout: seconds for one HTTP call.
@@ -78,7 +81,7 @@ class BitrixClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Credentials,
         *,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -92,7 +95,7 @@ class BitrixClient:
         clock: Clock = anyio.current_time,
         sleep: Sleep = anyio.sleep,
     ) -> None:
-        self._webhook = Webhook.parse(url)
+        self._creds: Credentials = Webhook.parse(url) if isinstance(url, str) else url
         if http_client is not None and transport is not None:
             raise ValueError("pass either http_client or transport, not both")
         if max_concurrency < 1:
@@ -134,7 +137,7 @@ class BitrixClient:
             await self._http.aclose()
 
     def __repr__(self) -> str:
-        return f"<BitrixClient {self._webhook.redacted}>"
+        return f"<BitrixClient {self._creds.redacted}>"
 
     # --- single calls ------------------------------------------------------------------------
 
@@ -338,6 +341,22 @@ class BitrixClient:
         # operating-time budget, then take a place in the request bucket.
         for name in (method, *sorted(also)):
             await self._budget.wait(name)
+        token = await self._creds.current_token(self._http)
+        try:
+            return await self._send(method, params, token)
+        except AuthError as exc:
+            if token is None or not OAuth.is_expired_error(exc):
+                raise
+        # The access token expired: renew it once (single-flight across all requests) and
+        # replay. A 401 ran nothing, so the replay cannot duplicate anything.
+        token = await self._creds.refresh(token, self._http)
+        return await self._send(method, params, token)
+
+    async def _send(
+        self, method: str, params: Mapping[str, Any], token: str | None
+    ) -> dict[str, Any]:
+        if token is not None:
+            params = {**params, "auth": token}
         if self._bucket is not None:
             await self._bucket.acquire()
         if self._body == "json":
@@ -347,7 +366,7 @@ class BitrixClient:
             content = http_build_query(params).encode("ascii")
             ctype = "application/x-www-form-urlencoded"
         response = await self._http.post(
-            self._webhook.endpoint(method), content=content, headers={"Content-Type": ctype}
+            self._creds.endpoint(method), content=content, headers={"Content-Type": ctype}
         )
         try:
             body = decode_body(
@@ -388,7 +407,7 @@ class BitrixClient:
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return redact(text, self._webhook.secrets)
+        return redact(text, self._creds.secrets)
 
 
 class _Stop(stop_base):

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bitrix_batch import BitrixClient, Ref, RetryPolicy, SkipReason
+from bitrix_batch import AuthError, BitrixClient, OAuth, OAuthTokens, Ref, RetryPolicy, SkipReason
 from bitrix_batch.emulator import Emulator, EmulatorConfig, FaultConfig
 from tests.fake_clock import FakeClock
 
@@ -21,9 +21,8 @@ def emulator(**options: Any) -> Emulator:
 def client_for(emu: Emulator, **kwargs: Any) -> BitrixClient:
     kwargs.setdefault("rate_limit", None)
     kwargs.setdefault("retry", RetryPolicy.testing())
-    return BitrixClient(
-        emu.webhook_url(), transport=httpx.ASGITransport(app=emu.app), **kwargs
-    )
+    url = kwargs.pop("url", emu.webhook_url())
+    return BitrixClient(url, transport=httpx.ASGITransport(app=emu.app), **kwargs)
 
 
 async def test_seed_example_runs_in_one_request() -> None:
@@ -168,3 +167,52 @@ async def test_rate_limited_emulator_is_never_overrun() -> None:
     assert emu.stats.requests == 80
     assert emu.stats.status_503 == 0
     assert clock.now == pytest.approx(30 * 0.5 / 0.98)
+
+
+async def test_oauth_token_expiring_mid_run_is_refreshed_once() -> None:
+    """An access token expiring mid-run: one refresh, every command accounted for, no dupes."""
+    emu = emulator()
+    reply = emu.issue_oauth_token()
+    saved: list[OAuthTokens] = []
+    creds = OAuth(
+        emu.oauth_url(),
+        access_token=reply["access_token"],
+        refresh_token=reply["refresh_token"],
+        client_id=emu.config.oauth_client_id,
+        client_secret=emu.config.oauth_client_secret,
+        oauth_url="http://testserver/oauth/token/",
+        on_refresh=saved.append,
+    )
+    expired = []
+
+    def expire_after_first(done: int, total: int) -> None:
+        if not expired:
+            expired.append(done)
+            emu.expire_access_tokens()
+
+    cmd = [("crm.lead.add", {"fields": {"TITLE": f"o{i}"}}) for i in range(500)]
+    async with client_for(emu, url=creds, max_concurrency=4) as client:
+        result = await client.batch(cmd, progress=expire_after_first)
+        assert reply["access_token"] not in repr(client)
+    result.raise_for_errors()
+    assert emu.stats.oauth_refreshes == 1
+    assert len(saved) == 1
+    assert saved[0].refresh_token != reply["refresh_token"]
+    assert emu.count("lead") == 500
+    assert emu.stats.duplicate_adds("lead") == {}
+
+
+async def test_a_revoked_webhook_is_fatal() -> None:
+    """401 INVALID_CREDENTIALS is not retried and stops the job with AuthError."""
+    emu = emulator()
+    client = BitrixClient(
+        "http://testserver/rest/1/wrongcode/",
+        transport=httpx.ASGITransport(app=emu.app),
+        rate_limit=None,
+    )
+    async with client:
+        with pytest.raises(AuthError) as info:
+            await client.batch(["user.current"] * 120)
+    assert info.value.code == "INVALID_CREDENTIALS"
+    assert "wrongcode" not in str(info.value)
+    assert emu.stats.requests <= 3
