@@ -183,7 +183,7 @@ async def test_oauth_token_expiring_mid_run_is_refreshed_once() -> None:
         oauth_url="http://testserver/oauth/token/",
         on_refresh=saved.append,
     )
-    expired = []
+    expired: list[int] = []
 
     def expire_after_first(done: int, total: int) -> None:
         if not expired:
