@@ -86,8 +86,12 @@ class Emulator:
 
     @property
     def app(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-        """The ASGI application (use with ``httpx.ASGITransport`` or uvicorn)."""
-        return self.__call__
+        """The ASGI application (use with ``httpx.ASGITransport`` or uvicorn).
+
+        It is the emulator itself: servers that sniff the ASGI version see an object whose
+        ``__call__`` is a coroutine function, i.e. ASGI 3.
+        """
+        return self
 
     def webhook_url(self, base: str = "http://testserver") -> str:
         """The default webhook's base URL, e.g. ``http://testserver/rest/1/<code>/``."""
