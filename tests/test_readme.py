@@ -1,0 +1,26 @@
+"""The README's quickstart runs as written, and its first lines give the two commands."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+README = pathlib.Path(__file__).parent.parent / "README.md"
+
+
+def test_quickstart_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """The first Python block of the README is a complete program that succeeds."""
+    text = README.read_text()
+    block = re.search(r"## Quickstart\n\n```python\n(.*?)```", text, re.S)
+    assert block is not None
+    exec(compile(block.group(1), "README-quickstart", "exec"), {"__name__": "__main__"})
+    assert capsys.readouterr().out.strip().isdigit()  # the ID of the 100th lead
+
+
+def test_first_lines_are_the_two_commands() -> None:
+    """A newcomer sees how to run the main job and the tests before anything else."""
+    head = README.read_text().split("```")[1]
+    assert "examples/quickstart.py" in head
+    assert "python -m pytest" in head
