@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class BitrixClient:
         body: ``"json"`` (the default, as the docs recommend) or ``"form"`` (PHP form
             encoding; the batch's command strings are then encoded twice, as in the docs).
         clock, sleep: time source and sleep, injectable for tests.
+        wall_clock: Unix time, to read the server's ``operating_reset_at``.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class BitrixClient:
         body: Literal["json", "form"] = "json",
         clock: Clock = anyio.current_time,
         sleep: Sleep = anyio.sleep,
+        wall_clock: Clock = time.time,
     ) -> None:
         self._creds: Credentials = Webhook.parse(url) if isinstance(url, str) else url
         if http_client is not None and transport is not None:
@@ -117,7 +120,7 @@ class BitrixClient:
         self._budget = (
             operating_budget
             if operating_budget is not None
-            else OperatingBudget(clock=clock, sleep=sleep)
+            else OperatingBudget(clock=clock, sleep=sleep, wall_clock=wall_clock)
         )
         self._retry = retry or RetryPolicy()
         self._methods = methods or MethodPolicy()
@@ -274,23 +277,27 @@ class BitrixClient:
                 room = self._max_concurrency - scheduler.in_flight
                 for request in scheduler.next_requests(limit=room, held=self._budget.is_held):
                     tg.start_soon(run_chunk, request)
-                finished = scheduler.take_finished()
-                if sink is not None:
-                    for outcome in finished:
-                        await sink.send(outcome)
-                if progress is not None and finished:
-                    progress(total - scheduler.pending, total)
+                # Hand over what became final; sending may wait for the reader, and more
+                # outcomes can become final meanwhile, so drain until nothing is left.
+                while finished := scheduler.take_finished():
+                    if sink is not None:
+                        for outcome in finished:
+                            await sink.send(outcome)
+                    if progress is not None:
+                        progress(total - scheduler.pending, total)
                 if scheduler.finished:
                     break
-                if scheduler.in_flight == 0:
-                    if not scheduler.parked:  # pragma: no cover - a scheduler bug
-                        raise AssertionError(f"scheduler stalled: {scheduler!r}")
+                if scheduler.in_flight > 0:
+                    await wake_receive.receive()
+                elif scheduler.has_ready:
+                    continue  # chunks became ready while results were being handed over
+                elif scheduler.parked:
                     # Only commands of methods over their operating-time budget are left:
                     # sleep until the first hold ends.
                     release = self._budget.next_release()
                     await self._sleep(0.0 if release is None else release - self._clock())
-                else:
-                    await wake_receive.receive()
+                else:  # pragma: no cover - a scheduler bug
+                    raise AssertionError(f"scheduler stalled: {scheduler!r}")
                 scheduler.unpark()
         return fatal[0] if fatal else None
 

@@ -130,6 +130,11 @@ class Scheduler:
         return len(self.plan.entries) - self._final
 
     @property
+    def has_ready(self) -> bool:
+        """True when `next_requests` has something to hand out."""
+        return bool(self._ready)
+
+    @property
     def parked(self) -> bool:
         """True while some commands wait for their method's operating-time hold to end."""
         return bool(self._parked)
