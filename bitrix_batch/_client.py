@@ -34,6 +34,7 @@ from ._errors import (
     RateLimitError,
     TransportError,
 )
+from ._logs import protect_logs
 from ._methods import MethodPolicy
 from ._oauth import OAuth
 from ._planner import MAX_BATCH, Plan, plan
@@ -99,6 +100,7 @@ class BitrixClient:
         wall_clock: Clock = time.time,
     ) -> None:
         self._creds: Credentials = Webhook.parse(url) if isinstance(url, str) else url
+        protect_logs(self._creds.secrets)
         if http_client is not None and transport is not None:
             raise ValueError("pass either http_client or transport, not both")
         if max_concurrency < 1:
@@ -328,17 +330,27 @@ class BitrixClient:
 
         retrying = AsyncRetrying(
             stop=_Stop(policy, clock, started),
-            wait=_Wait(policy, self._budget, method),
+            wait=_Wait(policy),
             retry=retry_if_exception(may_retry),
             sleep=self._sleep,
             reraise=True,
         )
+        def tried() -> str:
+            n = retrying.statistics.get("attempt_number", 1)
+            return f"{n} attempt(s) in {clock() - started:.1f} s"
+
         try:
             async for attempt in retrying:
                 with attempt:
                     return await self._post_once(method, params, also)
         except httpx.HTTPError as exc:
-            raise TransportError(self._describe(exc), method=method) from exc
+            error = TransportError(f"{self._describe(exc)}; gave up after {tried()}", method=method)
+            error.attempts = retrying.statistics.get("attempt_number", 1)
+            raise error from exc
+        except BitrixBatchError as exc:
+            exc.attempts = retrying.statistics.get("attempt_number", 1)
+            exc.add_note(f"bitrix_batch: gave up after {tried()}")
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post_once(
@@ -432,16 +444,16 @@ class _Stop(stop_base):
 
 
 class _Wait(wait_base):
-    """Exponential backoff with jitter, or longer when the server said when to come back."""
+    """Exponential backoff with jitter between attempts.
 
-    def __init__(self, policy: RetryPolicy, budget: OperatingBudget, method: str) -> None:
+    Server hints are honoured elsewhere: a 503 fills the rate limiter and a 429 holds the
+    method in the operating-time budget, and every attempt waits on both before sending.
+    """
+
+    def __init__(self, policy: RetryPolicy) -> None:
         self._policy = policy
-        self._budget = budget
-        self._method = method
 
     def __call__(self, retry_state: RetryCallState) -> float:
-        # A method blocked by its operating limit is waited for in `_post_batch`/`_post_once`
-        # through the budget, so the backoff only spaces out other transient failures.
         return self._policy.backoff(retry_state.attempt_number)
 
 

@@ -53,7 +53,12 @@ __all__ = [
 
 
 class BitrixBatchError(Exception):
-    """The base of every exception raised by bitrix_batch."""
+    """The base of every exception raised by bitrix_batch.
+
+    `attempts` is how many times the HTTP call behind it was made (retries included).
+    """
+
+    attempts: int = 1
 
 
 # --- the caller's input ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 from typing import Any
 
@@ -243,7 +244,7 @@ async def test_transport_errors_are_wrapped_without_the_secret() -> None:
     fake = lead_store()
     fake.script = [httpx.ConnectError(f"cannot reach {WEBHOOK}batch")] * 3
     async with client_for(fake) as client:
-        with pytest.raises(TransportError) as info:
+        with pytest.raises(TransportError, match="gave up after 3 attempt") as info:
             await client.batch(["crm.lead.add"])
     assert "s3cr3tc0de" not in str(info.value)
     assert len(fake.requests) == 3  # connect errors ran nothing: retried up to the limit
@@ -409,3 +410,17 @@ async def test_internal_error_of_a_write_is_not_resent() -> None:
     assert result.result_error["w"].code == "INTERNAL_SERVER_ERROR"
     assert result.result["r"] == {"ID": "1"}
     assert [list(b) for b in fake.batches] == [["w", "r"], ["r"]]
+
+
+async def test_httpx_log_lines_never_show_the_webhook_code(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """httpx logs request URLs at INFO; the webhook code is masked in them."""
+    fake = lead_store()
+    with caplog.at_level(logging.DEBUG):
+        async with client_for(fake) as client:
+            await client.batch(["user.current"])
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "HTTP Request" in text
+    assert "s3cr3tc0de" not in text
+    assert "/rest/1/***/batch" in text
