@@ -424,3 +424,24 @@ async def test_httpx_log_lines_never_show_the_webhook_code(
     assert "HTTP Request" in text
     assert "s3cr3tc0de" not in text
     assert "/rest/1/***/batch" in text
+
+
+async def test_halt_after_an_unresolved_server_side_reference() -> None:
+    """Rule 6: a read that ran on garbage counts as the failure; later reads are discarded,
+    the write after it is never sent."""
+    fake = lead_store()
+    async with client_for(fake) as client:
+        result = await client.batch(
+            {
+                "u": "user.search?NAME=nobody",
+                "d": "department.get?ID=$result[u][0][ID]",
+                "r": "user.current",
+                "w": "crm.lead.add",
+            },
+            halt=True,
+        )
+    assert [list(b) for b in fake.batches] == [["u", "d", "r"]]
+    assert result.skipped["d"].reason is SkipReason.UNRESOLVED_REFERENCE
+    assert result.skipped["r"].reason is SkipReason.HALTED
+    assert result.skipped["w"].reason is SkipReason.HALTED
+    assert list(result.result) == ["u"]
