@@ -156,6 +156,8 @@ class Engine:
 
     def _charged(self, method: str, in_batch: bool) -> tuple[bool, float]:
         """Whether this call is checked/charged by the operating limiter, and its weight."""
+        if not self.config.operating_limit:
+            return False, 1.0
         mode = self.config.batch_charge
         if method == "batch":
             return mode in ("batch", "both"), self.config.batch_weight
@@ -218,6 +220,8 @@ class Engine:
         duration = finish - begin
         if charged:
             self.limiter.charge(caller.credential, spec.name, duration * weight)
+        # With the limit off nothing is charged, so `operating` reads 0: the cloud's shape,
+        # without a budget a client would have to respect.
         state = self.limiter.state(caller.credential, spec.name)
         time_obj = {
             "start": begin,
