@@ -13,6 +13,7 @@ references (`Site`). Bad input raises a `PlanError` subclass naming the key and 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from ._errors import (
     InvalidReferenceError,
     UnknownReferenceError,
 )
-from ._refs import MISSING, Ref, Token, find_tokens, resolve_path, segment_is_safe
+from ._refs import MISSING, Ref, Token, find_tokens, resolve_path, segment_is_safe, splice_text
 from ._types import Key
 
 __all__ = [
@@ -271,11 +272,17 @@ def _check_params(
     def copy(value: Any, location: tuple[str | int, ...]) -> Any:
         kind = type(value)
         if kind is str:
+            if not value.isascii():
+                _check_text(key, method, value, location)
             if sites is not None and "$" in value:
                 parts = _cut(key, method, value)
                 if len(parts) > 1 or not isinstance(parts[0], str):
                     sites.append(Site(location, parts))
             return value
+        if kind is float and not math.isfinite(value):
+            raise InvalidCommandError(
+                key, method, f"parameter {_where(location)} is {value}, which PHP cannot receive"
+            )
         if kind is int or kind is float or kind is bool or value is None:
             return value
         if kind is Ref:
@@ -309,6 +316,16 @@ def _check_params(
     return result
 
 
+def _check_text(key: Key, method: str, text: str, location: tuple[str | int, ...]) -> None:
+    try:
+        # surrogateescape: text that parse_str decoded from non-UTF-8 bytes goes back as is.
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise InvalidCommandError(
+            key, method, f"parameter {_where(location)} has text that is not valid Unicode"
+        ) from None
+
+
 def _where(location: tuple[str | int, ...]) -> str:
     return "".join(f"[{k}]" for k in location)
 
@@ -316,10 +333,19 @@ def _where(location: tuple[str | int, ...]) -> str:
 def _cut(key: Key, method: str, text: str) -> tuple[str | Token, ...]:
     parts: list[str | Token] = []
     pos = 0
-    for start, end, token in find_tokens(text):
+    found = find_tokens(text)
+    texts = {text[start:end] for start, end, _ in found}
+    for start, end, token in found:
         if isinstance(token, str):
             raise InvalidReferenceError(key, method, text[start:end], token)
         _check_token(key, method, text[start:end], token)
+        here = text[start:end]
+        if any(other != here and other.startswith(here) for other in texts):
+            # The server str_replace()s each token's text everywhere in the value, so a
+            # shorter token also rewrites the start of a longer one.
+            raise InvalidReferenceError(
+                key, method, here, "is the start of another reference in the same text"
+            )
         if start > pos:
             parts.append(text[pos:start])
         parts.append(token)
@@ -366,17 +392,24 @@ def render_params(entry: Entry, resolve: Resolver) -> dict[str, Any]:
     """The command's parameters with every reference either resolved or kept for the server.
 
     Raises:
-        Unresolved: a reference cannot be substituted as the server would.
+        Unresolved: a reference cannot be substituted as the server would, or the substituted
+            value could not travel intact in a command string.
     """
-    from ._refs import splice_text
-
     if not entry.sites:
         return entry.params
     params = _deep_copy(entry.params)
     for site in entry.sites:
+        kept = 0  # tokens left for the server
         if site.whole:
             got = resolve(site.parts[0])  # type: ignore[arg-type]
-            value = got.text if isinstance(got, ServerSide) else got
+            if isinstance(got, ServerSide):
+                value, kept = got.text, 1
+            else:
+                value = got
+                if not _has_leaf(value):
+                    # http_build_query writes nothing for an empty array, so the parameter
+                    # would vanish (and a filter would match everything).
+                    raise Unresolved("the reference resolves to an empty array")
         else:
             pieces = []
             for part in site.parts:
@@ -386,6 +419,7 @@ def render_params(entry: Entry, resolve: Resolver) -> dict[str, Any]:
                 got = resolve(part)
                 if isinstance(got, ServerSide):
                     pieces.append(got.text)
+                    kept += 1
                     continue
                 text = splice_text(got)
                 if text is None:
@@ -395,8 +429,32 @@ def render_params(entry: Entry, resolve: Resolver) -> dict[str, Any]:
                     )
                 pieces.append(text)
             value = "".join(pieces)
+        if _count_tokens(value) != kept:
+            # The substituted text reads as a reference to the server, which would substitute
+            # it again; a command string has no way to escape it.
+            raise Unresolved("the substituted value contains text the server reads as $result")
         _assign(params, site.location, value)
     return params
+
+
+def _has_leaf(value: Any) -> bool:
+    """Whether http_build_query would write anything for this value."""
+    if isinstance(value, dict):
+        return any(_has_leaf(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_leaf(v) for v in value)
+    return value is not None
+
+
+def _count_tokens(value: Any) -> int:
+    """How many reference tokens (well-formed or not) the server would find in a value."""
+    if isinstance(value, str):
+        return len(find_tokens(value)) if "$" in value else 0
+    if isinstance(value, dict):
+        return sum(_count_tokens(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count_tokens(v) for v in value)
+    return 0
 
 
 def _deep_copy(value: dict[str, Any]) -> dict[str, Any]:

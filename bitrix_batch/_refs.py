@@ -37,15 +37,17 @@ __all__ = [
 KINDS: Final = ("result", "next", "total", "time", "error")
 
 # One candidate token: `$`, a map name, then the run of non-whitespace the server swallows.
-_TOKEN = re.compile(r"\$(result|next|total|time|error)(\S*)", re.IGNORECASE)
+# PCRE's \s without the /u flag is ASCII whitespace only: a no-break space is swallowed too,
+# hence re.ASCII on every pattern here.
+_TOKEN = re.compile(r"\$(result|next|total|time|error)(\S*)", re.IGNORECASE | re.ASCII)
 # A well-formed run: one or more non-empty groups and nothing else.
-_GROUPS = re.compile(r"(?:\[[^\[\]\s]+\])+")
-_GROUP = re.compile(r"\[([^\[\]\s]+)\]")
+_GROUPS = re.compile(r"(?:\[[^\[\]\s]+\])+", re.ASCII)
+_GROUP = re.compile(r"\[([^\[\]\s]+)\]", re.ASCII)
 # PHP turns a canonical decimal string into an integer array key.
 _CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 # PHP `is_numeric_string` giving an integer: what a string offset accepts.
 _NUMERIC_INT = re.compile(r"[+-]?[0-9]+")
-_UNSAFE_SEGMENT = re.compile(r"[\[\]\s]")
+_UNSAFE_SEGMENT = re.compile(r"[\[\]\s]", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +168,11 @@ def resolve_path(value: Any, path: tuple[str, ...]) -> Any:
     """Walk `path` into `value` with PHP's `isset` rules; return `_MISSING` if it stops early.
 
     The server stops silently at the first missing or null key and keeps what it reached; the
-    client calls that unresolved instead.
+    client calls that unresolved instead. A null value is unresolved even with no path left:
+    ``isset`` is false for it, and the server would substitute the whole result map.
     """
+    if value is None:
+        return _MISSING
     for segment in path:
         value = _step(value, segment)
         if value is _MISSING or value is None:

