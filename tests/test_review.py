@@ -24,10 +24,8 @@ from bitrix_batch import (
 )
 from bitrix_batch._encoding import parse_str
 from bitrix_batch._oauth import OAuth
-from bitrix_batch._throttle import OperatingBudget, RateLimit
 from bitrix_batch.emulator import Emulator, EmulatorConfig
 from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
-from tests.fake_clock import FakeClock
 
 
 def store() -> FakeBitrix:
