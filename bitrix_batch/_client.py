@@ -40,7 +40,7 @@ from ._oauth import OAuth
 from ._planner import MAX_BATCH, Plan, plan
 from ._response import as_int, decode_batch, decode_body
 from ._result import BatchResult, CommandResult, Status
-from ._retry import RetryPolicy, classify, command_retryable
+from ._retry import RetryPolicy, classify, command_verdict
 from ._scheduler import ChunkRequest, Scheduler
 from ._throttle import Clock, LeakyBucket, OperatingBudget, RateLimit, RateLimiter, Sleep
 
@@ -242,9 +242,7 @@ class BitrixClient:
         policy = self._retry
         return Scheduler(
             self.plan(cmd, halt=halt),
-            retry_command=lambda entry, error: command_retryable(
-                error.code, read=entry.read, policy=policy
-            ),
+            verdict=lambda entry, error: command_verdict(error.code, read=entry.read, policy=policy),
             command_attempts=policy.attempts,
         )
 

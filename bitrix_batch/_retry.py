@@ -30,7 +30,7 @@ from ._errors import (
     RateLimitError,
 )
 
-__all__ = ["Ran", "RetryPolicy", "classify", "command_retryable"]
+__all__ = ["Ran", "RetryPolicy", "classify", "command_verdict"]
 
 #: What the server did with a call that failed: ran nothing, or maybe ran it.
 Ran = Literal["no", "unknown"]
@@ -85,16 +85,22 @@ REFUSED_COMMAND_CODES = frozenset({"OPERATION_TIME_LIMIT", "QUERY_LIMIT_EXCEEDED
 INTERNAL_COMMAND_CODES = frozenset({"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"})
 
 
-def command_retryable(code: str, *, read: bool, policy: RetryPolicy) -> bool:
-    """Whether one failed command inside a batch is sent again (in a later request).
+def command_verdict(
+    code: str, *, read: bool, policy: RetryPolicy
+) -> Literal["retry", "failed", "unknown"]:
+    """What to do with one command that failed inside a batch.
 
-    Rate and operating-time refusals ran nothing and are always retried; internal errors
-    only for reads, or for writes when the caller opted in (`resend_unknown_writes`).
+    Rate and operating-time refusals ran nothing and are sent again (``"retry"``). An internal
+    error may have come after part of the work: a read is sent again, a write is reported as
+    outcome-unknown (``"unknown"``) unless the caller opted in (`resend_unknown_writes`). Any
+    other error is the command's own, final failure (``"failed"``).
     """
     code = code.upper()
     if code in REFUSED_COMMAND_CODES:
-        return True
-    return code in INTERNAL_COMMAND_CODES and (read or policy.resend_unknown_writes)
+        return "retry"
+    if code in INTERNAL_COMMAND_CODES:
+        return "retry" if read or policy.resend_unknown_writes else "unknown"
+    return "failed"
 
 
 def classify(exc: BaseException) -> tuple[Ran, bool]:
@@ -108,10 +114,13 @@ def classify(exc: BaseException) -> tuple[Ran, bool]:
     if isinstance(exc, AuthError):
         return "no", False
     if isinstance(exc, APIError):
-        # A top-level JSON error from Bitrix24 means the method was refused before it ran,
-        # except for 5xx answers, which gateways also give after a script died half-way.
+        # A top-level JSON error with a 4xx status means the method was refused before it ran.
+        # A 5xx may come from a gateway after the script died half-way, and an error with a
+        # success status (WRONG_ENCODING: the answer could not be encoded) comes after it ran.
         if exc.status_code >= 500:
             return "unknown", True
+        if exc.status_code < 400:
+            return "unknown", False
         return "no", False
     if isinstance(exc, InvalidResponseError):
         return "unknown", True

@@ -31,7 +31,10 @@ from ._refs import Token, segment_is_safe
 from ._response import BatchSections, as_int
 from ._result import CommandResult, Skip, SkipReason, Status
 
-__all__ = ["ChunkRequest", "Scheduler"]
+__all__ = ["ChunkRequest", "Scheduler", "Verdict"]
+
+#: What to do with a command that failed inside a batch (see `_retry.command_verdict`).
+Verdict = Literal["retry", "failed", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +65,12 @@ class Scheduler:
         plan: Plan,
         *,
         encode: Callable[[str, dict[str, Any]], str] = encode_command,
-        retry_command: Callable[[Entry, CommandError], bool] = lambda entry, error: False,
+        verdict: Callable[[Entry, CommandError], Verdict] = lambda entry, error: "failed",
         command_attempts: int = 1,
     ) -> None:
         self.plan = plan
         self._encode = encode
-        self._retry_command = retry_command
+        self._verdict = verdict
         self._command_attempts = command_attempts
         entries = plan.entries
         self._outcomes: list[CommandResult | None] = [None] * len(entries)
@@ -78,6 +81,7 @@ class Scheduler:
         self._chunk_of = list(plan.chunk_of)
         self._attempts = [0] * len(entries)
         self._parked: list[int] = []
+        self._cancelled = False
         self._open = [len(c.members) for c in plan.chunks]  # members not yet final
         self._blocking = [len(c.after) for c in plan.chunks]  # producer chunks not final
         self._users: list[list[int]] = [[] for _ in plan.chunks]
@@ -140,9 +144,26 @@ class Scheduler:
         return bool(self._parked)
 
     def unpark(self) -> None:
-        """Make parked commands ready again (the executor calls this when a hold may be over)."""
-        self._ready.extend(self._parked)
-        self._parked.clear()
+        """Make parked commands ready again (the executor calls this when a hold may be over).
+
+        A parked chunk stays parked while a command it refers to is still in flight: it was
+        parked out of the very request that carries its producer.
+        """
+        waiting = []
+        for chunk_id in self._parked:
+            if self._producers_final(chunk_id):
+                self._ready.append(chunk_id)
+            else:
+                waiting.append(chunk_id)
+        self._parked = waiting
+
+    def _producers_final(self, chunk_id: int) -> bool:
+        for i in self._members[chunk_id]:
+            if self._outcomes[i] is None:
+                for d in self.plan.entries[i].deps:
+                    if self._chunk_of[d] != chunk_id and self._outcomes[d] is None:
+                        return False
+        return True
 
     def next_requests(
         self, limit: int | None = None, held: Callable[[str], bool] | None = None
@@ -154,6 +175,10 @@ class Scheduler:
         delaying the rest; with halt, the rest of the chunk is parked to keep the order.
         """
         out: list[ChunkRequest] = []
+        if self._cancelled or (self.plan.halt and self._in_flight):
+            return out  # halt=True: one request at a time, strictly in the caller's order
+        if self.plan.halt:
+            limit = 1
         while self._ready and (limit is None or len(out) < limit):
             request = self._build(self._ready.popleft(), held)
             if request is not None:
@@ -272,14 +297,28 @@ class Scheduler:
                 self._skip(i, SkipReason.HALTED, "an earlier command failed and halt=True")
                 continue
             outcome = self._read_outcome(entry, wire_key, sections)
-            if (
-                outcome.error is not None
-                and self._attempts[i] + 1 < self._command_attempts
-                and self._retry_command(entry, outcome.error)
-            ):
-                self._attempts[i] += 1
-                again.append(i)
-                continue
+            if outcome.error is not None:
+                verdict = self._verdict(entry, outcome.error)
+                if (
+                    verdict == "retry"
+                    and not self._cancelled
+                    and self._attempts[i] + 1 < self._command_attempts
+                ):
+                    self._attempts[i] += 1
+                    again.append(i)
+                    continue
+                if verdict == "unknown":
+                    outcome = CommandResult(
+                        entry.key,
+                        entry.method,
+                        Status.UNKNOWN,
+                        error=outcome.error,
+                        uncertain=OutcomeUnknownError(
+                            entry.key,
+                            entry.method,
+                            f"{outcome.error.code}: it may have run in part",
+                        ),
+                    )
             if outcome.status is not Status.UNKNOWN:
                 problem = self._check_server_refs(i, request)
                 if problem is not None:
@@ -378,8 +417,13 @@ class Scheduler:
             self._halt_rest()
 
     def cancel(self, error: BaseException) -> None:
-        """Finalise every command not yet handed out as skipped with `error` (a fatal error)."""
+        """Finalise every command not yet handed out as skipped with `error` (a fatal error).
+
+        Nothing is handed out after this, and refused commands are no longer sent again.
+        """
+        self._cancelled = True
         self._ready.clear()
+        self._parked.clear()
         for i, outcome in enumerate(self._outcomes):
             if outcome is None and i not in self._handed:
                 self._skip(i, SkipReason.REQUEST_FAILED, str(error), cause=error)
