@@ -9,6 +9,7 @@ outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -202,6 +203,15 @@ class BitrixClient:
         scheduler = self._scheduler(cmd, halt)
         fatal = await self._drive(scheduler, progress, None)
         outcomes = scheduler.results()
+        if fatal is not None and not isinstance(fatal, BitrixBatchError):
+            # Not ours (a callback's error or a bug): raise it as it is, with what did run.
+            fatal.add_note(
+                "bitrix_batch: the batch stopped; the outcome of every command is in"
+                " the exception's bitrix_batch_result attribute"
+            )
+            with contextlib.suppress(AttributeError):
+                fatal.bitrix_batch_result = BatchResult(outcomes)  # type: ignore[attr-defined]
+            raise fatal
         if all(r.status is Status.SKIPPED for r in outcomes):
             # Nothing ran at all, so raising loses nothing: report the failure that stopped it.
             causes = [r.skip.cause for r in outcomes if r.skip is not None and r.skip.cause]
@@ -229,9 +239,11 @@ class BitrixClient:
 
         async def run() -> None:
             async with send:
-                await self._drive(scheduler, progress, send)
+                fatal = await self._drive(scheduler, progress, send)
+            if fatal is not None and not isinstance(fatal, BitrixBatchError):
+                raise fatal  # not ours: the reader sees it once the outcomes are read
 
-        async with anyio.create_task_group() as tg, receive:
+        async with _single_errors(), anyio.create_task_group() as tg, receive:
             tg.start_soon(run)
             yield receive
             tg.cancel_scope.cancel()
@@ -242,7 +254,9 @@ class BitrixClient:
         policy = self._retry
         return Scheduler(
             self.plan(cmd, halt=halt),
-            verdict=lambda entry, error: command_verdict(error.code, read=entry.read, policy=policy),
+            verdict=lambda entry, error: command_verdict(
+                error.code, read=entry.read, policy=policy
+            ),
             command_attempts=policy.attempts,
         )
 
@@ -251,28 +265,49 @@ class BitrixClient:
         scheduler: Scheduler,
         progress: Progress | None,
         sink: anyio.abc.ObjectSendStream[CommandResult] | None,
-    ) -> BitrixBatchError | None:
-        """Send every chunk the scheduler hands out; return a fatal error if one stopped it."""
+    ) -> Exception | None:
+        """Send every chunk the scheduler hands out; return the error that stopped it, if any.
+
+        A fatal error is a `BitrixBatchError` that makes every further call pointless (a
+        revoked webhook), or any other exception (from a callback such as `on_refresh`, or a
+        bug). Either way nothing more is sent, not even requests already waiting for the rate
+        limiter, and the commands not sent are finalised as skipped.
+        """
         total = len(scheduler.plan.entries)
         wake_send, wake_receive = anyio.create_memory_object_stream[None](math.inf)
-        fatal: list[BitrixBatchError] = []
+        fatal: list[Exception] = []
+
+        def gate() -> None:
+            if fatal:
+                raise _JobStopped(fatal[0])
+
+        def stop(error: Exception) -> None:
+            fatal.append(error)
+            scheduler.cancel(error)
 
         async def run_chunk(request: ChunkRequest) -> None:
             try:
-                body = await self._post_batch(request)
+                body = await self._post_batch(request, gate)
+            except _JobStopped as exc:
+                scheduler.abort(request, exc.cause, ran="no")
             except BitrixBatchError as exc:
-                ran, _ = classify(exc.__cause__ or exc)
+                ran, _ = classify(exc)
                 scheduler.abort(request, exc, ran=ran)
                 if isinstance(exc, AuthError) or (
                     isinstance(exc, APIError) and exc.status_code in (400, 403, 404)
                 ):
-                    fatal.append(exc)
-                    scheduler.cancel(exc)
+                    stop(exc)
+            except Exception as exc:  # not ours: a callback's error or a bug; stop the job
+                scheduler.abort(request, exc, ran="unknown")
+                stop(exc)
             else:
-                scheduler.complete(request, decode_batch(body))
+                try:
+                    scheduler.complete(request, decode_batch(body))
+                except BitrixBatchError as exc:  # an answer of an unexpected shape
+                    scheduler.abort(request, exc, ran="unknown")
             wake_send.send_nowait(None)
 
-        async with anyio.create_task_group() as tg, wake_send, wake_receive:
+        async with _single_errors(), anyio.create_task_group() as tg, wake_send, wake_receive:
             while True:
                 room = self._max_concurrency - scheduler.in_flight
                 for request in scheduler.next_requests(limit=room, held=self._budget.is_held):
@@ -301,11 +336,16 @@ class BitrixClient:
                 scheduler.unpark()
         return fatal[0] if fatal else None
 
+
     # --- HTTP --------------------------------------------------------------------------------
 
-    async def _post_batch(self, request: ChunkRequest) -> dict[str, Any]:
+    async def _post_batch(
+        self, request: ChunkRequest, gate: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         payload = {"halt": 1 if request.halt else 0, "cmd": request.cmd}
-        return await self._post("batch", payload, read=not request.writes, also=request.methods)
+        return await self._post(
+            "batch", payload, read=not request.writes, also=request.methods, gate=gate
+        )
 
     async def _post(
         self,
@@ -314,8 +354,12 @@ class BitrixClient:
         *,
         read: bool,
         also: frozenset[str] = frozenset(),
+        gate: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
-        """POST one call with pacing and retries; return the decoded success body."""
+        """POST one call with pacing and retries; return the decoded success body.
+
+        `gate` is called right before each attempt goes on the wire; it raises to stop it.
+        """
         policy = self._retry
         clock = self._clock
         started = clock()
@@ -340,7 +384,7 @@ class BitrixClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._post_once(method, params, also)
+                    return await self._post_once(method, params, also, gate)
         except httpx.HTTPError as exc:
             error = TransportError(f"{self._describe(exc)}; gave up after {tried()}", method=method)
             error.attempts = retrying.statistics.get("attempt_number", 1)
@@ -352,7 +396,11 @@ class BitrixClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _post_once(
-        self, method: str, params: Mapping[str, Any], also: frozenset[str]
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        also: frozenset[str],
+        gate: Callable[[], None] | None,
     ) -> dict[str, Any]:
         # Hold the call while its method (or, for a batch, a method inside it) is over its
         # operating-time budget, then take a place in the request bucket.
@@ -360,22 +408,42 @@ class BitrixClient:
             await self._budget.wait(name)
         token = await self._creds.current_token(self._http)
         try:
-            return await self._send(method, params, token)
+            return await self._send(method, params, token, gate)
         except AuthError as exc:
             if token is None or not OAuth.is_expired_error(exc):
                 raise
         # The access token expired: renew it once (single-flight across all requests) and
         # replay. A 401 ran nothing, so the replay cannot duplicate anything.
-        token = await self._creds.refresh(token, self._http)
-        return await self._send(method, params, token)
+        try:
+            token = await self._creds.refresh(token, self._http)
+        except AuthError:
+            raise
+        except BitrixBatchError as exc:
+            # The call itself was refused (401) and ran nothing: say so, whatever broke the
+            # refresh, so that its commands are reported as not run.
+            raise AuthError(
+                401,
+                "expired_token",
+                f"the access token expired and could not be renewed: {exc}",
+                method=method,
+            ) from exc
+        return await self._send(method, params, token, gate)
 
     async def _send(
-        self, method: str, params: Mapping[str, Any], token: str | None
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        token: str | None,
+        gate: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
+        # Tokens rotate: keep the log filter up to date before anything can log a URL.
+        protect_logs(self._creds.secrets)
         if token is not None:
             params = {**params, "auth": token}
         if self._bucket is not None:
             await self._bucket.acquire()
+        if gate is not None:
+            gate()
         if self._body == "json":
             content = json.dumps(params, ensure_ascii=False).encode()
             ctype = "application/json"
@@ -462,3 +530,20 @@ def _reset_at(extra: Mapping[str, Any]) -> float | None:
     return None
 
 
+class _JobStopped(BitrixBatchError):
+    """Raised inside a request that was about to be sent after the job stopped (private)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"not sent: the job stopped ({cause})")
+        self.cause = cause
+
+
+@asynccontextmanager
+async def _single_errors() -> AsyncIterator[None]:
+    """Let a single error out of a task group as itself, not as an ExceptionGroup."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -28,6 +28,7 @@ from ._errors import (
     InvalidResponseError,
     OperationTimeLimitError,
     RateLimitError,
+    TransportError,
 )
 
 __all__ = ["Ran", "RetryPolicy", "classify", "command_verdict"]
@@ -124,6 +125,9 @@ def classify(exc: BaseException) -> tuple[Ran, bool]:
         return "no", False
     if isinstance(exc, InvalidResponseError):
         return "unknown", True
+    if isinstance(exc, TransportError):
+        # Ours wraps the httpx error that decides it.
+        return classify(exc.__cause__) if exc.__cause__ is not None else ("unknown", True)
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return "no", True
     if isinstance(exc, httpx.TransportError):

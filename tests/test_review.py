@@ -160,6 +160,7 @@ async def test_a_refused_command_is_not_resent_after_a_fatal_error() -> None:
     async def handler(request: httpx.Request) -> httpx.Response:
         cmd = json.loads(request.content)["cmd"]
         if "a0" in cmd:
+            await pause(50)  # both requests are on the wire before the fatal answer
             return httpx.Response(
                 403, json={"error": "ACCESS_DENIED", "error_description": "Access denied!"}
             )
@@ -173,10 +174,6 @@ async def test_a_refused_command_is_not_resent_after_a_fatal_error() -> None:
     assert fake.sent_keys().count("d") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="handed-out requests still waiting for the bucket are sent after a fatal error",
-)
 async def test_requests_waiting_for_the_rate_limit_are_not_sent_after_a_fatal_error() -> None:
     """A fatal 401 stops the job: a request still waiting in the rate limiter is not sent."""
     fake = store()
@@ -343,10 +340,6 @@ async def test_an_internal_error_of_one_write_is_reported_as_unknown() -> None:
     assert result["w"].status is Status.UNKNOWN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="non-Bitrix errors in run_chunk escape the task group as an ExceptionGroup",
-)
 async def test_an_exception_from_on_refresh_is_not_wrapped_in_an_exception_group() -> None:
     """batch() raises the on_refresh error itself, as call() does, never an ExceptionGroup."""
 
@@ -372,10 +365,6 @@ async def test_an_exception_from_on_refresh_is_not_wrapped_in_an_exception_group
             await client.batch(["user.current"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream()'s task group wraps the reader's own exception in an ExceptionGroup",
-)
 async def test_an_exception_inside_a_stream_block_is_not_wrapped() -> None:
     """An error raised by the reader inside `client.stream()` reaches it unchanged."""
     fake = store()
@@ -390,10 +379,6 @@ async def test_an_exception_inside_a_stream_block_is_not_wrapped() -> None:
             await read(client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a TransportError from the OAuth refresh is classified as outcome unknown",
-)
 async def test_an_unreachable_oauth_server_does_not_make_unsent_commands_unknown() -> None:
     """If the token refresh cannot reach the OAuth server, the batch was never sent."""
     oauth_url = "https://oauth.example.test/oauth/token/"
@@ -428,10 +413,6 @@ async def test_an_unreachable_oauth_server_does_not_make_unsent_commands_unknown
 # --- secrets -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protect_logs only registers the secrets known at construction",
-)
 async def test_a_rotated_refresh_token_never_appears_in_httpx_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
