@@ -8,6 +8,7 @@ import logging
 import math
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -16,6 +17,8 @@ from bitrix_batch import (
     BitrixClient,
     CommandErrors,
     InvalidCommandError,
+    LeakyBucket,
+    RateLimit,
     Ref,
     RetryPolicy,
     SkipReason,
@@ -446,3 +449,54 @@ async def test_halt_after_an_unresolved_server_side_reference() -> None:
     assert result.skipped["r"].reason is SkipReason.HALTED
     assert result.skipped["w"].reason is SkipReason.HALTED
     assert list(result.result) == ["u"]
+
+
+async def test_top_level_429_waits_for_the_hold_then_retries() -> None:
+    """A 429 for the whole batch ran nothing: the batch is held (300 s without a reset time),
+    then sent again."""
+    fake = lead_store()
+    fake.script = [
+        httpx.Response(
+            429,
+            json={"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked"},
+        )
+    ]
+    clock = FakeClock()
+    client = BitrixClient(
+        WEBHOOK,
+        transport=fake.transport(),
+        clock=clock,
+        sleep=clock.sleep,
+        rate_limit=None,
+        retry=RetryPolicy.testing(),
+    )
+    async with client:
+        result = await client.batch(["crm.lead.add"])
+    assert result.result == {0: 1}
+    assert len(fake.batches) == 2
+    assert clock.now == pytest.approx(300.0)
+
+
+async def test_two_clients_share_one_bucket() -> None:
+    """One LeakyBucket passed to two clients paces their requests together."""
+    clock = FakeClock()
+    bucket = LeakyBucket(RateLimit(10, 1.0), clock=clock, sleep=clock.sleep, safety=0.0)
+    sent: list[float] = []
+    fake = lead_store()
+    inner = fake.handle
+
+    async def timed(request: httpx.Request) -> httpx.Response:
+        sent.append(clock())
+        return await inner(request)
+
+    def make() -> BitrixClient:
+        return BitrixClient(
+            WEBHOOK, transport=httpx.MockTransport(timed), rate_limit=bucket,
+            clock=clock, sleep=clock.sleep,
+        )
+
+    async with make() as a, make() as b, anyio.create_task_group() as tg:
+        tg.start_soon(a.batch, [("crm.lead.add", {})] * 300)
+        tg.start_soon(b.batch, [("crm.lead.add", {})] * 300)
+    assert len(sent) == 12
+    assert sorted(sent) == [0.0] * 10 + [1.0, 2.0]
