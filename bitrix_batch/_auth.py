@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ._errors import AuthError
 
@@ -65,13 +65,7 @@ class Webhook:
     @classmethod
     def parse(cls, url: str) -> Webhook:
         """Check a webhook URL; raise ValueError (without echoing the secret) if it is wrong."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(
-                "the webhook URL must start with https:// (or http:// for a local emulator)"
-            )
-        if parts.query or parts.fragment:
-            raise ValueError("the webhook URL must not have a query or a fragment")
+        parts = split_base_url(url, "the webhook URL")
         if _WEBHOOK_PATH.match(parts.path) is None:
             raise ValueError(
                 "the webhook URL must look like https://<portal>/rest/<user id>/<code>/"
@@ -111,6 +105,16 @@ class Webhook:
 
     def __repr__(self) -> str:
         return f"Webhook({self.redacted!r})"
+
+
+def split_base_url(url: str, what: str) -> SplitResult:
+    """Split an http(s) base URL with no query or fragment; ValueError naming no value."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{what} must start with https:// (or http:// for a local emulator)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{what} must not have a query or a fragment")
+    return parts
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:

@@ -11,7 +11,6 @@ the only I/O here (one ``GET`` to the OAuth server, on the caller's ``httpx.Asyn
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -21,8 +20,9 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from ._auth import REFRESH_UNAVAILABLE, redact
+from ._auth import REFRESH_UNAVAILABLE, redact, split_base_url
 from ._errors import AuthError, TransportError
+from ._response import as_float
 
 __all__ = ["OAuth", "OAuthTokens", "OnRefresh", "TokenProvider"]
 
@@ -51,22 +51,6 @@ def _mask(token: str | None) -> str:
     if token is None:
         return "None"
     return f"'…{token[-4:]}'" if len(token) >= 16 else "'***'"
-
-
-def _number(value: Any) -> float | None:
-    """A finite number from JSON that may be an int, a float or (PHP) a numeric string."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _text(value: Any) -> str | None:
@@ -114,8 +98,8 @@ class OAuthTokens:
         access = _text(reply.get("access_token"))
         if access is None:
             raise ValueError("the OAuth reply has no access_token")
-        expires_in = _number(reply.get("expires_in"))
-        expires_at = now + expires_in if expires_in is not None else _number(reply.get("expires"))
+        expires_in = as_float(reply.get("expires_in"))
+        expires_at = now + expires_in if expires_in is not None else as_float(reply.get("expires"))
         return cls(
             access_token=access,
             refresh_token=_text(reply.get("refresh_token")),
@@ -391,13 +375,7 @@ class OAuth:
 
 def _check_portal_url(url: str) -> str:
     """Return ``https://<portal>/rest/`` with the trailing slash; ValueError naming no value."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
-            "the portal URL must start with https:// (or http:// for a local emulator)"
-        )
-    if parts.query or parts.fragment:
-        raise ValueError("the portal URL must not have a query or a fragment")
+    parts = split_base_url(url, "the portal URL")
     if not (parts.path.endswith("/rest") or parts.path.endswith("/rest/")):
         raise ValueError(
             "the OAuth portal URL must look like https://<portal>/rest/ "

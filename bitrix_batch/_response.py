@@ -8,6 +8,7 @@ map is ``[]``, keys exactly ``0..n-1`` make a list, anything else an object with
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from ._errors import (
 
 __all__ = [
     "BatchSections",
+    "as_float",
     "as_int",
     "decode_batch",
     "decode_body",
@@ -129,6 +131,22 @@ def decode_batch(body: Mapping[str, Any]) -> BatchSections:
         result_time=php_map(inner.get("result_time")),
         time=time if isinstance(time, dict) else {},
     )
+
+
+def as_float(value: Any) -> float | None:
+    """A finite number from loosely typed JSON: an int, a float or (PHP) a numeric string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def as_int(value: Any) -> int | None:

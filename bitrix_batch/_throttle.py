@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
 
 import anyio
 
+from ._response import as_float
+
 __all__ = [
     "Clock",
     "LeakyBucket",
@@ -362,10 +364,10 @@ class OperatingBudget:
         """
         if not isinstance(time_info, Mapping):
             return
-        operating = _as_number(time_info.get("operating"))
+        operating = as_float(time_info.get("operating"))
         if operating is None or operating < self.threshold:
             return
-        reset_at = _as_number(time_info.get("operating_reset_at"))
+        reset_at = as_float(time_info.get("operating_reset_at"))
         self._hold(method, self._delay_until(reset_at, self._default_hold))
 
     def observe_blocked(self, method: str, reset_at: float | None = None) -> None:
@@ -428,19 +430,3 @@ class OperatingBudget:
         key = method.lower()
         until = self._clock() + delay
         self._held[key] = max(until, self._held.get(key, until))
-
-
-def _as_number(value: object) -> float | None:
-    """Read a loosely typed ``time`` field: a number or numeric string, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
