@@ -500,3 +500,40 @@ async def test_two_clients_share_one_bucket() -> None:
         tg.start_soon(b.batch, [("crm.lead.add", {})] * 300)
     assert len(sent) == 12
     assert sorted(sent) == [0.0] * 10 + [1.0, 2.0]
+
+
+async def test_next_total_and_error_references_across_requests() -> None:
+    """$next, $total and $error resolve on the client from earlier requests' outcomes."""
+    fake = lead_store()
+    fake.methods["crm.lead.list"] = lambda p: [{"ID": "1"}]
+
+    def run_batch_with_paging(payload: dict[str, Any]) -> dict[str, Any]:
+        body = FakeBitrix.run_batch(fake, payload)
+        if "list" in payload["cmd"]:
+            body["result"]["result_next"] = {"list": 50}
+            body["result"]["result_total"] = {"list": 120}
+        return body
+
+    fake.run_batch = run_batch_with_paging  # type: ignore[method-assign]
+    async with client_for(fake) as client:
+        result = await client.batch(
+            {
+                "list": "crm.lead.list",
+                "bad": "fail.now",
+                "note": (
+                    "crm.lead.add",
+                    {
+                        "fields": {
+                            "TITLE": f"next {Ref.next('list')} of {Ref.total('list')}",
+                            "COMMENTS": Ref.error("bad")["error_description"],
+                        }
+                    },
+                ),
+            }
+        )
+    assert result.result_next == {"list": 50}
+    note = [b for b in fake.batches if "note" in b][0]["note"]
+    assert parse_str(note.partition("?")[2])["fields"] == {
+        "TITLE": "next 50 of 120",
+        "COMMENTS": "boom",
+    }
