@@ -532,7 +532,7 @@ async def test_next_total_and_error_references_across_requests() -> None:
             }
         )
     assert result.result_next == {"list": 50}
-    note = [b for b in fake.batches if "note" in b][0]["note"]
+    note = next(b for b in fake.batches if "note" in b)["note"]
     assert parse_str(note.partition("?")[2])["fields"] == {
         "TITLE": "next 50 of 120",
         "COMMENTS": "boom",
