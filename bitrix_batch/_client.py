@@ -318,8 +318,11 @@ class BitrixClient:
                     if sink is not None:
                         for outcome in finished:
                             await sink.send(outcome)
-                    if progress is not None:
-                        progress(total - scheduler.pending, total)
+                    if progress is not None and not fatal:
+                        try:
+                            progress(total - scheduler.pending, total)
+                        except Exception as exc:  # the caller's callback: stop, keep results
+                            stop(exc)
                 if scheduler.finished:
                     break
                 if scheduler.in_flight > 0:

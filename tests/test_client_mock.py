@@ -537,3 +537,19 @@ async def test_next_total_and_error_references_across_requests() -> None:
         "TITLE": "next 50 of 120",
         "COMMENTS": "boom",
     }
+
+
+async def test_a_failing_progress_callback_stops_the_job_and_keeps_results() -> None:
+    """The callback's own exception comes out, with the outcome of every command attached."""
+    fake = lead_store()
+
+    def progress(done: int, total: int) -> None:
+        raise KeyError("my bug")
+
+    async with client_for(fake, max_concurrency=1) as client:
+        with pytest.raises(KeyError) as info:
+            await client.batch([("crm.lead.add", {})] * 120, progress=progress)
+    partial = info.value.bitrix_batch_result  # type: ignore[attr-defined]
+    assert len(partial) == 120
+    assert len(partial.result) == 50  # the first request ran; nothing more was sent
+    assert len(fake.batches) == 1
