@@ -74,7 +74,8 @@ class BitrixClient:
         max_concurrency: the most HTTP requests in flight at once.
         rate_limit: the portal's request bucket: a `RateLimit` preset, a shared `LeakyBucket`
             (or any `RateLimiter`), or None to send without pacing.
-        operating_budget: the per-method operating-time budget, or None to ignore it.
+        operating_budget: the per-method operating-time budget to share, or None for one of
+            this client's own with the defaults (480 s per method per 10 minutes).
         retry: how failed calls are retried (`RetryPolicy`).
         methods: which methods only read (`MethodPolicy`).
         body: ``"json"`` (the default, as the docs recommend) or ``"form"`` (PHP form
