@@ -1,4 +1,4 @@
-"""Review: failing tests for bugs found in a code review (each marked xfail until fixed)."""
+"""Regression tests for bugs found in a code review of the client (all fixed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review: places where the emulator deviates from the server spec (each xfail until fixed).
+"""Review: places where the emulator deviated from the server spec (fixed; kept as tests).
 
 The spec is ``/work/shared/reference/bitrix-server-semantics.md``; each test names its section.
 """
@@ -15,7 +15,6 @@ from tests.emulator_support import api, make_emulator
 HUGE = "99999999999999999999"
 
 
-@pytest.mark.xfail(strict=True, reason="operating floor applied per call, not per request")
 async def test_operating_floor_applies_to_the_requests_total_per_method() -> None:
     """One request's calls of a method are summed; the 0.1 s floor applies to the sum (§4.2)."""
     emu = make_emulator(seed_leads=1, operating_limit=True, operating_limit_seconds=1)
@@ -29,7 +28,6 @@ async def test_operating_floor_applies_to_the_requests_total_per_method() -> Non
     assert answer["error"] == "OPERATION_TIME_LIMIT"
 
 
-@pytest.mark.xfail(strict=True, reason="php_intval does not saturate; SQLite overflows")
 async def test_integer_past_php_int_max_is_a_per_command_error_not_a_crash() -> None:
     """intval() saturates at PHP_INT_MAX: a huge ID is a per-command error, batch 200 (§8.1)."""
     async with api() as a:
@@ -50,7 +48,6 @@ async def test_integer_past_php_int_max_is_a_per_command_error_not_a_crash() -> 
     ],
     ids=["nan", "infinity", "lone-surrogate"],
 )
-@pytest.mark.xfail(strict=True, reason="Python's json.loads is laxer than PHP's json_decode")
 async def test_json_php_rejects_is_an_empty_parameter_set(raw: bytes) -> None:
     """NaN, Infinity and unpaired \\uD800 are invalid JSON to PHP: no parameters at all (§1.1)."""
     emu = make_emulator()
@@ -62,7 +59,6 @@ async def test_json_php_rejects_is_an_empty_parameter_set(raw: bytes) -> None:
     assert emu.count("lead") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="php_index slices raw[-1:0] for offset -1")
 async def test_string_offset_minus_one_is_the_last_byte() -> None:
     """A path step into a string takes one byte; PHP's offset -1 is the last byte (§2.4)."""
     emu = make_emulator()
@@ -71,7 +67,6 @@ async def test_string_offset_minus_one_is_the_last_byte() -> None:
     assert emu.records("lead")[0]["TITLE"] == "n"  # NAME is "John"
 
 
-@pytest.mark.xfail(strict=True, reason="php_str uses repr(), not PHP's precision=14")
 async def test_embedded_float_is_spliced_as_php_prints_it() -> None:
     """An embedded float is spliced as PHP's (string) cast prints it: 14 digits (§2.1)."""
     emu = make_emulator()
@@ -88,7 +83,6 @@ async def test_embedded_float_is_spliced_as_php_prints_it() -> None:
     assert emu.records("lead")[1]["TITLE"] == "took " + format(duration, ".14G")
 
 
-@pytest.mark.xfail(strict=True, reason="_start reads START in any case")
 async def test_only_lowercase_start_is_the_paging_offset() -> None:
     """The server reads and removes only the parameter `start`; `START` is not paging (§6)."""
     emu = make_emulator(seed_leads=60)

@@ -277,6 +277,8 @@ class Emulator:
             return _Response(200, b"", drop=True, delay=delay)
         timeline = Timeline(cfg.clock())
         response = self._dispatch(http_method, parts, query, headers, body, timeline)
+        with self.lock:
+            self.engine.settle(timeline)
         response.delay = delay + (timeline.cursor - timeline.start) * cfg.time_scale
         if plan.post is not None:
             self.stats.faults[plan.post] += 1

@@ -27,10 +27,9 @@ def _upper(params: dict[PhpKey, Any]) -> dict[str, Any]:
 
 
 def _start(params: Mapping[PhpKey, Any] | Mapping[str, Any]) -> int:
-    for key, value in params.items():
-        if str(key).lower() == "start":
-            return php_intval(value)
-    return 0
+    # The server reads and removes exactly `start` (IRestService::getNavData, §6); `START`
+    # is an ordinary parameter to it.
+    return php_intval(params.get("start", 0))
 
 
 def _resolver(entity: Entity, item_names: bool = False) -> Callable[[str], Column | None]:

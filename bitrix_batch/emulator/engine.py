@@ -61,6 +61,10 @@ class Timeline:
     def __init__(self, start: float) -> None:
         self.start = start
         self.cursor = start
+        #: Operating time the batch commands of this request spent per (credential, method).
+        #: The server counts a request's time for a method when the request ends, and only if
+        #: it is over the 0.1 s floor (§4.2), so it is charged in `Engine.settle`.
+        self.charges: dict[tuple[str, str], float] = {}
 
     def advance(self, seconds: float) -> tuple[float, float]:
         """Spend ``seconds``; returns (start, finish) of that span."""
@@ -150,6 +154,12 @@ class Engine:
         """Lowercase first, then the original spelling (as the router does)."""
         return self.methods.get(name.lower()) or self.methods.get(name)
 
+    def settle(self, timeline: Timeline) -> None:
+        """Charge what a finished request's batch commands spent, per method, over the floor."""
+        for (credential, method), seconds in timeline.charges.items():
+            self.limiter.charge(credential, method, seconds)
+        timeline.charges.clear()
+
     def iso(self, timestamp: float) -> str:
         """``date('c')`` in the configured time zone."""
         return datetime.fromtimestamp(timestamp, self.config.tz).isoformat(timespec="seconds")
@@ -218,7 +228,14 @@ class Engine:
             processing = produced.processing
         finish = timeline.cursor
         duration = finish - begin
-        if charged:
+        pending = 0.0  # this request's batch time on the method, once over the floor
+        if charged and in_batch:
+            key = (caller.credential, spec.name)
+            pending = timeline.charges.get(key, 0.0) + duration * weight
+            timeline.charges[key] = pending
+            if pending <= self.config.operating_floor_seconds:
+                pending = 0.0
+        elif charged:  # a top-level call is a request of its own
             self.limiter.charge(caller.credential, spec.name, duration * weight)
         # With the limit off nothing is charged, so `operating` reads 0: the cloud's shape,
         # without a budget a client would have to respect.
@@ -231,7 +248,7 @@ class Engine:
             "date_start": self.iso(begin),
             "date_finish": self.iso(finish),
             "operating_reset_at": state.reset_at,
-            "operating": state.operating,
+            "operating": state.operating + pending,
         }
         return CallOutcome(
             result=produced.result,

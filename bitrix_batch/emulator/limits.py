@@ -122,7 +122,7 @@ class OperatingLimiter:
         return OperatingState(total, reset_at, blocked)
 
     def charge(self, credential: str, method: str, seconds: float) -> None:
-        """Add a call's time; calls at or under the floor cost nothing."""
+        """Add one request's time on a method; at or under the floor it costs nothing."""
         if seconds <= self.config.operating_floor_seconds:
             return
         key = (credential, method)

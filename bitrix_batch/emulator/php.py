@@ -190,15 +190,23 @@ def php_intval(value: object) -> int:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
-        return value
+        return _clamp_int(value)
     if isinstance(value, float):
-        return int(value) if math.isfinite(value) else 0
+        return _clamp_int(int(value)) if math.isfinite(value) else 0
     if isinstance(value, str):
         match = re.match(r"\s*([+-]?\d+)", value)
-        return int(match.group(1)) if match else 0
+        # A numeric string past the 64-bit range saturates, as in PHP 7+.
+        return _clamp_int(int(match.group(1))) if match else 0
     if isinstance(value, dict | list):
         return 1 if value else 0
     return 0
+
+
+PHP_INT_MAX = 2**63 - 1
+
+
+def _clamp_int(value: int) -> int:
+    return max(-PHP_INT_MAX - 1, min(PHP_INT_MAX, value))
 
 
 def php_str(value: object) -> str:
@@ -208,15 +216,14 @@ def php_str(value: object) -> str:
     if value is False or value is None:
         return ""
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        text = repr(value)
-        if "e" in text:
-            mantissa, exp = text.split("e")
+        # PHP casts a double to string with `precision` = 14 significant digits, in
+        # exponent form as "1.0E+15" (a mantissa with a dot, no padding in the exponent).
+        text = f"{value:.14G}"
+        if "E" in text:
+            mantissa, exp = text.split("E")
             if "." not in mantissa:
                 mantissa += ".0"
-            sign = "-" if exp.startswith("-") else "+"
-            text = f"{mantissa}E{sign}{exp.lstrip('+-')}"
+            text = f"{mantissa}E{exp[0]}{exp[1:].lstrip('0') or '0'}"
         return text
     return str(value)
 
@@ -252,7 +259,7 @@ def php_index(container: object, key: str) -> tuple[bool, Any]:
         raw = container.encode("utf-8")
         offset = int(key)
         if -len(raw) <= offset < len(raw):
-            return True, raw[offset : offset + 1].decode("utf-8", "replace")
+            return True, bytes([raw[offset]]).decode("utf-8", "replace")
     return False, None
 
 

@@ -64,12 +64,24 @@ def collect_params(
             form = _multipart(body, headers.get("content-type", ""), max_vars)
         if not form and body:
             if kind == "application/json":
-                try:
-                    decoded = json.loads(body.decode("utf-8", "replace"))
-                except ValueError:
-                    decoded = None
+                decoded = _php_json_decode(body)
                 form = json_to_php(decoded) if isinstance(decoded, dict | list) else {}
             else:
                 form = parse_str(body.decode("utf-8", "surrogateescape"), max_vars)
     params.update(form)
     return params
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _php_json_decode(body: bytes) -> Any:
+    """PHP ``json_decode``: None for anything PHP rejects (NaN/Infinity, lone surrogates)."""
+    try:
+        decoded = json.loads(body.decode("utf-8", "replace"), parse_constant=_reject_constant)
+        # PHP refuses an unpaired UTF-16 surrogate escape such as "\ud800".
+        json.dumps(decoded, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return None
+    return decoded

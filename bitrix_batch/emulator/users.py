@@ -125,7 +125,7 @@ def _user_list(like: bool) -> Any:
         upper = {str(k).upper(): v for k, v in params.items()}
         where, args = _user_where(upper, like)
         rows, total, nxt = _paged(
-            ctx, "users", where, args, _user_order(upper), php_intval(upper.get("START"))
+            ctx, "users", where, args, _user_order(upper), php_intval(params.get("start"))
         )
         return MethodResult([_user_out(r) for r in rows], next=nxt, total=total, rows=len(rows))
 
@@ -141,7 +141,7 @@ def department_get(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResult:
     order_in = {php_str(sort): upper.get("ORDER", "ASC")} if isinstance(sort, str) else None
     order = build_order(order_in, lambda n: _DEPARTMENT_COLUMNS.get(n.upper()))
     rows, total, nxt = _paged(
-        ctx, "departments", where, args, order, php_intval(upper.get("START"))
+        ctx, "departments", where, args, order, php_intval(params.get("start"))
     )
     return MethodResult([_department_out(r) for r in rows], next=nxt, total=total, rows=len(rows))
 
