@@ -289,6 +289,8 @@ class BitrixClient:
         async def run_chunk(request: ChunkRequest) -> None:
             try:
                 body = await self._post_batch(request, gate)
+            except _Held:
+                scheduler.give_back(request)
             except _JobStopped as exc:
                 scheduler.abort(request, exc.cause, ran="no")
             except BitrixBatchError as exc:
@@ -406,10 +408,14 @@ class BitrixClient:
         also: frozenset[str],
         gate: Callable[[], None] | None,
     ) -> dict[str, Any]:
-        # Hold the call while its method (or, for a batch, a method inside it) is over its
-        # operating-time budget, then take a place in the request bucket.
-        for name in (method, *sorted(also)):
-            await self._budget.wait(name)
+        # A method inside a batch that went over its operating-time budget since the batch
+        # was built: hand the batch back, so that only that method's commands wait (the
+        # scheduler parks them) instead of the whole batch holding a concurrency slot.
+        held = sorted(name for name in also if self._budget.is_held(name))
+        if held:
+            raise _Held(held)
+        # The call's own method (`batch` itself, or a direct call) waits for its hold.
+        await self._budget.wait(method)
         token = await self._creds.current_token(self._http)
         try:
             return await self._send(method, params, token, gate)
@@ -532,6 +538,13 @@ def _reset_at(extra: Mapping[str, Any]) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+class _Held(BitrixBatchError):
+    """Raised before sending a batch holding a method that is now over its budget (private)."""
+
+    def __init__(self, methods: list[str]) -> None:
+        super().__init__(f"not sent: {', '.join(methods)} over the operating-time budget")
 
 
 class _JobStopped(BitrixBatchError):

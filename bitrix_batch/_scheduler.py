@@ -197,7 +197,11 @@ class Scheduler:
         self, chunk_id: int, held: Callable[[str], bool] | None = None
     ) -> ChunkRequest | None:
         plan = self.plan
-        members = [i for i in self._members[chunk_id] if self._outcomes[i] is None]
+        members = [
+            i
+            for i in self._members[chunk_id]
+            if self._outcomes[i] is None and self._chunk_of[i] == chunk_id
+        ]
         wire = _wire_keys([plan.entries[i] for i in members])
         sending: dict[int, str] = {}
         cmd: dict[str, str] = {}
@@ -415,6 +419,12 @@ class Scheduler:
                 )
         if self.plan.halt:
             self._halt_rest()
+
+    def give_back(self, request: ChunkRequest) -> None:
+        """Take back a request that was not sent; its commands are built again later."""
+        self._in_flight -= 1
+        self._handed.difference_update(request.members)
+        self._ready.appendleft(self._new_chunk(list(request.members)))
 
     def cancel(self, error: BaseException) -> None:
         """Finalise every command not yet handed out as skipped with `error` (a fatal error).

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -553,3 +554,47 @@ async def test_a_failing_progress_callback_stops_the_job_and_keeps_results() -> 
     assert len(partial) == 120
     assert len(partial.result) == 50  # the first request ran; nothing more was sent
     assert len(fake.batches) == 1
+
+
+async def test_a_batch_whose_method_became_held_is_handed_back() -> None:
+    """A batch retried after its method went over budget is not held whole: its other
+    commands go at once, the held method's commands wait for the hold."""
+    fake = lead_store()
+    fake.methods["crm.deal.add"] = flaky("OPERATION_TIME_LIMIT", 1, result=9)
+    clock = FakeClock()
+    inner = fake.handle
+    sent: list[tuple[float, list[str]]] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        cmd = list(json.loads(request.content)["cmd"])
+        sent.append((clock(), cmd))
+        if len(sent) == 2:  # the second batch: refused whole, to be retried
+            await anyio.lowlevel.checkpoint()
+            return httpx.Response(503, json={"error": "QUERY_LIMIT_EXCEEDED"})
+        return await inner(request)
+
+    client = BitrixClient(
+        WEBHOOK,
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+        sleep=clock.sleep,
+        rate_limit=None,
+        retry=RetryPolicy.testing(),
+        max_concurrency=2,
+    )
+    cmd: dict[str, Any] = {"d0": "crm.deal.add"}
+    cmd |= {f"x{i}": "crm.lead.add" for i in range(49)}
+    cmd |= {"d1": "crm.deal.add"} | {f"y{i}": "crm.lead.add" for i in range(49)}
+    async with client:
+        result = await client.batch(cmd)
+    assert result.ok
+    # One batch ran and its deal was refused, which put crm.deal.add on hold; the other came
+    # back with a 503, and its retry went at once without its deal; both deals went after
+    # the hold.
+    at, keys = sent[2]
+    assert at == 0.0
+    assert len(keys) == 49
+    assert not any(k.startswith("d") for k in keys)
+    later = [(t, k) for t, c in sent[3:] for k in c]
+    assert sorted(k for _, k in later) == ["d0", "d1"]
+    assert all(t == pytest.approx(300.0) for t, _ in later)
