@@ -34,6 +34,7 @@ from ._errors import (
     OperationTimeLimitError,
     RateLimitError,
     TransportError,
+    _NotSent,
 )
 from ._logs import protect_logs
 from ._methods import MethodPolicy
@@ -156,7 +157,10 @@ class BitrixClient:
             TransportError, InvalidResponseError: no usable answer after retries.
         """
         checked = parse_call(method, params)
-        body = await self._post(method, checked, read=self._methods.reads_only(method))
+        try:
+            body = await self._post(method, checked, read=self._methods.reads_only(method))
+        except _CallbackFailed as exc:
+            raise exc.cause from None
         return CallResult(
             body["result"],
             as_int(body.get("total")),
@@ -293,9 +297,12 @@ class BitrixClient:
                 scheduler.give_back(request)
             except _JobStopped as exc:
                 scheduler.abort(request, exc.cause, ran="no")
+            except _CallbackFailed as exc:
+                scheduler.abort(request, exc.cause, ran="no")
+                stop(exc.cause)
             except BitrixBatchError as exc:
                 ran, _ = classify(exc)
-                scheduler.abort(request, exc, ran=ran)
+                scheduler.abort(request, exc, ran="unknown" if exc.may_have_run else ran)
                 if isinstance(exc, AuthError) or (
                     isinstance(exc, APIError) and exc.status_code in (400, 403, 404)
                 ):
@@ -328,10 +335,10 @@ class BitrixClient:
                             stop(exc)
                 if scheduler.finished:
                     break
-                if scheduler.in_flight > 0:
-                    await wake_receive.receive()
-                elif scheduler.has_ready:
+                if scheduler.has_ready and scheduler.in_flight < self._max_concurrency:
                     continue  # chunks became ready while results were being handed over
+                if scheduler.in_flight > 0:
+                    await self._wait_for_news(scheduler, wake_receive)
                 elif scheduler.parked:
                     # Only commands of methods over their operating-time budget are left:
                     # sleep until the first hold ends.
@@ -342,6 +349,19 @@ class BitrixClient:
                 scheduler.unpark()
         return fatal[0] if fatal else None
 
+
+    async def _wait_for_news(
+        self, scheduler: Scheduler, wake: anyio.abc.ObjectReceiveStream[None]
+    ) -> None:
+        """Wait for a request to come back, or for the first hold on parked commands to end."""
+        release = self._budget.next_release() if scheduler.parked else None
+        if release is None or self._clock is not anyio.current_time:
+            # An injected clock cannot be waited on alongside the stream; requests come back
+            # soon enough there (tests), so the parked commands go with the next answer.
+            await wake.receive()
+            return
+        with anyio.move_on_after(max(0.0, release - self._clock())):
+            await wake.receive()
 
     # --- HTTP --------------------------------------------------------------------------------
 
@@ -369,9 +389,12 @@ class BitrixClient:
         policy = self._retry
         clock = self._clock
         started = clock()
+        maybe_ran = False  # whether any attempt so far may have run on the server
 
         def may_retry(exc: BaseException) -> bool:
+            nonlocal maybe_ran
             ran, transient = classify(exc)
+            maybe_ran = maybe_ran or ran == "unknown"
             if not transient:
                 return False
             return ran == "no" or read or policy.resend_unknown_writes
@@ -383,6 +406,7 @@ class BitrixClient:
             sleep=self._sleep,
             reraise=True,
         )
+
         def tried() -> str:
             n = retrying.statistics.get("attempt_number", 1)
             return f"{n} attempt(s) in {clock() - started:.1f} s"
@@ -394,9 +418,13 @@ class BitrixClient:
         except httpx.HTTPError as exc:
             error = TransportError(f"{self._describe(exc)}; gave up after {tried()}", method=method)
             error.attempts = retrying.statistics.get("attempt_number", 1)
+            error.may_have_run = maybe_ran
             raise error from exc
+        except _NotSent:
+            raise
         except BitrixBatchError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
+            exc.may_have_run = maybe_ran
             exc.add_note(f"bitrix_batch: gave up after {tried()}")
             raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -411,14 +439,17 @@ class BitrixClient:
         # A method inside a batch that went over its operating-time budget since the batch
         # was built: hand the batch back, so that only that method's commands wait (the
         # scheduler parks them) instead of the whole batch holding a concurrency slot.
-        held = sorted(name for name in also if self._budget.is_held(name))
-        if held:
-            raise _Held(held)
+        self._check_holds(also)
         # The call's own method (`batch` itself, or a direct call) waits for its hold.
         await self._budget.wait(method)
-        token = await self._creds.current_token(self._http)
         try:
-            return await self._send(method, params, token, gate)
+            token = await self._creds.current_token(self._http)
+        except BitrixBatchError:
+            raise
+        except Exception as exc:  # the caller's token provider failed: nothing was sent
+            raise _CallbackFailed(exc) from exc
+        try:
+            return await self._send(method, params, token, gate, also)
         except AuthError as exc:
             if token is None or not OAuth.is_expired_error(exc):
                 raise
@@ -427,6 +458,8 @@ class BitrixClient:
         try:
             token = await self._creds.refresh(token, self._http)
         except AuthError:
+            raise
+        except _NotSent:
             raise
         except BitrixBatchError as exc:
             # The call itself was refused (401) and ran nothing: say so, whatever broke the
@@ -437,7 +470,15 @@ class BitrixClient:
                 f"the access token expired and could not be renewed: {exc}",
                 method=method,
             ) from exc
-        return await self._send(method, params, token, gate)
+        except Exception as exc:  # the caller's token provider or on_refresh failed
+            raise _CallbackFailed(exc) from exc
+        return await self._send(method, params, token, gate, also)
+
+    def _check_holds(self, methods: frozenset[str]) -> None:
+        """Hand a batch back if a method inside it went over its operating-time budget."""
+        held = sorted(name for name in methods if self._budget.is_held(name))
+        if held:
+            raise _Held(held)
 
     async def _send(
         self,
@@ -445,6 +486,7 @@ class BitrixClient:
         params: Mapping[str, Any],
         token: str | None,
         gate: Callable[[], None] | None = None,
+        also: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         # Tokens rotate: keep the log filter up to date before anything can log a URL.
         protect_logs(self._creds.secrets)
@@ -454,6 +496,8 @@ class BitrixClient:
             await self._bucket.acquire()
         if gate is not None:
             gate()
+        # Holds may have begun while this call waited for the bucket.
+        self._check_holds(also)
         if self._body == "json":
             content = json.dumps(params, ensure_ascii=False).encode()
             ctype = "application/json"
@@ -540,14 +584,22 @@ def _reset_at(extra: Mapping[str, Any]) -> float | None:
     return None
 
 
-class _Held(BitrixBatchError):
+class _Held(_NotSent):
     """Raised before sending a batch holding a method that is now over its budget (private)."""
 
     def __init__(self, methods: list[str]) -> None:
         super().__init__(f"not sent: {', '.join(methods)} over the operating-time budget")
 
 
-class _JobStopped(BitrixBatchError):
+class _CallbackFailed(_NotSent):
+    """The caller's token provider or `on_refresh` raised before anything was sent (private)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"not sent: a callback failed ({type(cause).__name__})")
+        self.cause = cause
+
+
+class _JobStopped(_NotSent):
     """Raised inside a request that was about to be sent after the job stopped (private)."""
 
     def __init__(self, cause: Exception) -> None:

@@ -55,10 +55,16 @@ __all__ = [
 class BitrixBatchError(Exception):
     """The base of every exception raised by bitrix_batch.
 
-    `attempts` is how many times the HTTP call behind it was made (retries included).
+    `attempts` is how many times the HTTP call behind it was made (retries included), and
+    `may_have_run` is true when one of those attempts may have reached the server and run.
     """
 
     attempts: int = 1
+    may_have_run: bool = False
+
+
+class _NotSent(BitrixBatchError):
+    """Strictly private: a call stopped before it went on the wire (never raised to callers)."""
 
 
 # --- the caller's input ---------------------------------------------------------------------

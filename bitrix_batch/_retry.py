@@ -29,6 +29,7 @@ from ._errors import (
     OperationTimeLimitError,
     RateLimitError,
     TransportError,
+    _NotSent,
 )
 
 __all__ = ["Ran", "RetryPolicy", "classify", "command_verdict"]
@@ -110,6 +111,8 @@ def classify(exc: BaseException) -> tuple[Ran, bool]:
     Returns ``(ran, transient)``: `ran` is ``"no"`` when the server certainly ran nothing;
     `transient` says that trying again later may succeed.
     """
+    if isinstance(exc, _NotSent):
+        return "no", False
     if isinstance(exc, RateLimitError | OperationTimeLimitError):
         return "no", True
     if isinstance(exc, AuthError):

@@ -81,7 +81,9 @@ class Scheduler:
         self._chunk_of = list(plan.chunk_of)
         self._attempts = [0] * len(entries)
         self._parked: list[int] = []
+        self._first = 0  # no command before this index is pending
         self._cancelled = False
+        self._cancel_error: BaseException | None = None
         self._open = [len(c.members) for c in plan.chunks]  # members not yet final
         self._blocking = [len(c.after) for c in plan.chunks]  # producer chunks not final
         self._users: list[list[int]] = [[] for _ in plan.chunks]
@@ -136,7 +138,19 @@ class Scheduler:
     @property
     def has_ready(self) -> bool:
         """True when `next_requests` has something to hand out."""
-        return bool(self._ready)
+        if self._cancelled or not self._ready:
+            return False
+        if self.plan.halt:
+            first = self._first_pending()
+            return first is not None and self._chunk_of[first] in self._ready
+        return True
+
+    def _first_pending(self) -> int | None:
+        # Outcomes only ever become final, so the first pending command only moves forward.
+        outcomes = self._outcomes
+        while self._first < len(outcomes) and outcomes[self._first] is not None:
+            self._first += 1
+        return self._first if self._first < len(outcomes) else None
 
     @property
     def parked(self) -> bool:
@@ -175,16 +189,34 @@ class Scheduler:
         delaying the rest; with halt, the rest of the chunk is parked to keep the order.
         """
         out: list[ChunkRequest] = []
-        if self._cancelled or (self.plan.halt and self._in_flight):
-            return out  # halt=True: one request at a time, strictly in the caller's order
+        if self._cancelled:
+            return out
         if self.plan.halt:
-            limit = 1
+            return self._next_in_order(held)
         while self._ready and (limit is None or len(out) < limit):
             request = self._build(self._ready.popleft(), held)
             if request is not None:
                 self._in_flight += 1
                 out.append(request)
         return out
+
+    def _next_in_order(self, held: Callable[[str], bool] | None) -> list[ChunkRequest]:
+        """halt=True: one request at a time, always the chunk holding the earliest command
+        still pending; if that chunk is parked (its method on hold), nothing goes."""
+        if self._in_flight:
+            return []
+        first = self._first_pending()
+        if first is None:
+            return []
+        chunk_id = self._chunk_of[first]
+        if chunk_id not in self._ready:
+            return []  # parked, or its producers are not final yet
+        self._ready.remove(chunk_id)
+        request = self._build(chunk_id, held)
+        if request is None:
+            return []
+        self._in_flight += 1
+        return [request]
 
     def _new_chunk(self, members: list[int]) -> int:
         chunk_id = len(self._members)
@@ -294,8 +326,14 @@ class Scheduler:
         again: list[int] = []
         for wire_key, i in request.wire.items():
             entry = plan.entries[i]
-            if again and (plan.halt or any(d in again for d in entry.deps)):
-                again.append(i)  # it ran on a value that is about to change, or not at all
+            ran = wire_key in sections.result or wire_key in sections.result_error
+            if again and (
+                (plan.halt and not ran) or any(d in again for d in entry.deps)
+            ):
+                # Not run (the server halted at the refusal), or run on a value that is about
+                # to change (a read, Rule 3): it goes again with the refused command. A command
+                # that ran stays as it is, whatever: it is never sent twice.
+                again.append(i)
                 continue
             if stopped:
                 self._skip(i, SkipReason.HALTED, "an earlier command failed and halt=True")
@@ -421,9 +459,18 @@ class Scheduler:
             self._halt_rest()
 
     def give_back(self, request: ChunkRequest) -> None:
-        """Take back a request that was not sent; its commands are built again later."""
+        """Take back a request that was not sent; its commands are built again later.
+
+        After `cancel` nothing is built again: the commands are skipped with the fatal error.
+        """
         self._in_flight -= 1
         self._handed.difference_update(request.members)
+        if self._cancelled:
+            for i in request.members:
+                self._skip(
+                    i, SkipReason.REQUEST_FAILED, str(self._cancel_error), self._cancel_error
+                )
+            return
         self._ready.appendleft(self._new_chunk(list(request.members)))
 
     def cancel(self, error: BaseException) -> None:
@@ -432,6 +479,7 @@ class Scheduler:
         Nothing is handed out after this, and refused commands are no longer sent again.
         """
         self._cancelled = True
+        self._cancel_error = error
         self._ready.clear()
         self._parked.clear()
         for i, outcome in enumerate(self._outcomes):

@@ -4,8 +4,8 @@ The property tests run random command graphs through the real client against a s
 (random refusals, whole-request failures and holds) and through the bare scheduler state
 machine, checking: every key gets exactly one outcome, nothing is sent before its producers are
 known to be OK, no write is sent again after a request that may have run it, and halt=True sends
-one request at a time in the caller's order. Configurations that hit a bug below are left out
-of the property tests so that they stay green; the xfail tests pin each bug down.
+one request at a time in the caller's order. The tests after them pin down the bugs this review
+found (all fixed).
 """
 
 from __future__ import annotations
@@ -290,10 +290,7 @@ async def test_random_jobs_keep_the_invariants(
 ) -> None:
     """Random graphs, faults and holds: one outcome per key, nothing sent unsafely or early."""
     rng = random.Random(seed)
-    # Left out, as they hit the bugs pinned below: holds with halt=True, and holds together
-    # with a fatal error (a request handed back after the job stopped).
-    holds = holds and not halt
-    portal = Portal(random_graph(rng), rng, halt, holds=holds, fatal=not holds)
+    portal = Portal(random_graph(rng), rng, halt, holds=holds, fatal=True)
     await run_job(portal, concurrency, stream=stream)
 
 
@@ -409,9 +406,7 @@ def test_scheduler_state_machine_keeps_the_invariants(
     seed: int, halt: bool, cancel: bool
 ) -> None:
     """The bare scheduler under random answers, holds, hand-backs and cancels keeps its rules."""
-    # Left out, as they hit the bugs pinned below: holds with halt=True, and give_back after
-    # cancel.
-    drive_scheduler(seed, halt=halt, holds=not halt, cancel=cancel, give_back=not cancel)
+    drive_scheduler(seed, halt=halt, holds=True, cancel=cancel, give_back=True)
 
 
 # --- bugs found ----------------------------------------------------------------------------------
@@ -474,7 +469,6 @@ def fake_client(
     )
 
 
-@pytest.mark.xfail(strict=True, reason="unpark() releases parked chunks oldest first")
 async def test_halt_parked_tail_waits_for_a_parked_retry_of_an_earlier_command() -> None:
     """halt=True: a tail parked for a hold is never sent before an earlier, refused command."""
     fake = store()
@@ -492,7 +486,6 @@ async def test_halt_parked_tail_waits_for_a_parked_retry_of_an_earlier_command()
     assert result.result_error["a"].code == "ERROR_CORE"
 
 
-@pytest.mark.xfail(strict=True, reason="give_back() after cancel() re-queues work nobody takes")
 async def test_a_request_handed_back_after_a_fatal_error_does_not_spin() -> None:
     """A request handed back for a hold after the job stopped is skipped; batch() returns."""
     fake = store()
@@ -522,7 +515,6 @@ async def test_a_request_handed_back_after_a_fatal_error_does_not_spin() -> None
     assert result["l"].status is Status.SKIPPED
 
 
-@pytest.mark.xfail(strict=True, reason="run_chunk classifies only the last attempt's error")
 async def test_a_write_that_may_have_run_on_an_earlier_attempt_is_unknown() -> None:
     """A write whose first attempt timed out is unknown, whatever later attempts failed with."""
     fake = store()
@@ -539,7 +531,6 @@ async def test_a_write_that_may_have_run_on_an_earlier_attempt_is_unknown() -> N
     assert result["w"].status is Status.UNKNOWN
 
 
-@pytest.mark.xfail(strict=True, reason="_drive only unparks when some request comes back")
 async def test_parked_commands_go_when_their_hold_ends_not_when_a_slow_request_returns() -> None:
     """A parked command is sent once its hold ends, even while an unrelated request is slow."""
     events: list[str] = []
@@ -569,7 +560,6 @@ async def test_parked_commands_go_when_their_hold_ends_not_when_a_slow_request_r
     assert events == ["sent slow", "sent d", "slow answered"]
 
 
-@pytest.mark.xfail(strict=True, reason="run_chunk treats every foreign error as 'may have run'")
 async def test_a_write_refused_with_401_is_not_unknown_when_the_token_provider_fails() -> None:
     """A 401 ran nothing: if the token provider then raises, the write is skipped, not unknown."""
 
@@ -595,7 +585,6 @@ async def test_a_write_refused_with_401_is_not_unknown_when_the_token_provider_f
     assert result["w"].status is Status.SKIPPED
 
 
-@pytest.mark.xfail(strict=True, reason="_post_once checks holds before the rate-limit wait")
 async def test_a_batch_whose_method_is_held_while_it_waits_for_the_rate_limit_is_not_sent() -> None:
     """A method that goes over its budget while a batch waits in the bucket waits for its hold."""
     fake = store()
