@@ -40,7 +40,7 @@ from ._logs import protect_logs
 from ._methods import MethodPolicy
 from ._oauth import OAuth
 from ._planner import MAX_BATCH, Plan, plan
-from ._response import as_int, decode_batch, decode_body
+from ._response import as_float, as_int, decode_batch, decode_body
 from ._result import BatchResult, CommandResult, Status
 from ._retry import RetryPolicy, classify, command_verdict
 from ._scheduler import ChunkRequest, Scheduler
@@ -578,10 +578,7 @@ class _Wait(wait_base):
 
 
 def _reset_at(extra: Mapping[str, Any]) -> float | None:
-    value = extra.get("operating_reset_at")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
+    return as_float(extra.get("operating_reset_at"))
 
 
 class _Held(_NotSent):
