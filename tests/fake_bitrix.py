@@ -6,6 +6,7 @@ It is deliberately small: tests here assert *what the client sent*. Server behav
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -132,3 +133,45 @@ class FakeBitrix:
 
     def sent_keys(self) -> list[str]:
         return [k for cmd in self.batches for k in cmd]
+
+
+def store() -> FakeBitrix:
+    """A small fake portal: adds count up, gets echo their id, `fail.now` always fails."""
+    ids = itertools.count(1)
+
+    def fail(params: dict[str, Any]) -> Any:
+        raise Fail("ERROR_CORE", "boom")
+
+    return FakeBitrix(
+        methods={
+            "crm.lead.add": lambda p: next(ids),
+            "crm.deal.add": lambda p: next(ids),
+            "crm.lead.update": lambda p: True,
+            "crm.lead.get": lambda p: {"ID": str(p.get("id")), "TITLE": "t"},
+            "crm.lead.list": lambda p: [],
+            "user.current": lambda p: {"ID": "1", "NAME": "John", "UF_DEPARTMENT": [1, 7]},
+            "fail.now": fail,
+        }
+    )
+
+
+def flaky(code: str, then: Any = True, *, times: int = 1) -> Callable[[dict[str, Any]], Any]:
+    """A fake method failing with `code` the first `times` calls, then answering `then`
+    (called with the parameters if it is callable)."""
+    calls = {"n": 0}
+
+    def method(params: dict[str, Any]) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= times:
+            raise Fail(code, "refused")
+        return then(params) if callable(then) else then
+
+    return method
+
+
+async def pause(n: int = 200) -> None:
+    """Let other tasks run for a while, without real time passing."""
+    import anyio.lowlevel
+
+    for _ in range(n):
+        await anyio.lowlevel.checkpoint()

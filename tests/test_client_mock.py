@@ -27,7 +27,7 @@ from bitrix_batch import (
     TransportError,
 )
 from bitrix_batch._encoding import parse_str
-from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
+from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix, flaky
 from tests.fake_clock import FakeClock
 
 
@@ -347,23 +347,10 @@ async def test_rate_limit_paces_requests_on_a_fake_clock() -> None:
     assert sent_at[-1] == pytest.approx(10 * 0.5 / 0.98)
 
 
-def flaky(code: str, times: int, result: Any = True) -> Any:
-    """A fake method that fails with `code` the first `times` calls."""
-    calls = {"n": 0}
-
-    def method(params: dict[str, Any]) -> Any:
-        calls["n"] += 1
-        if calls["n"] <= times:
-            raise Fail(code, "refused")
-        return result
-
-    return method
-
-
 async def test_only_the_refused_command_is_resent() -> None:
     """A per-command QUERY_LIMIT_EXCEEDED re-sends that command alone, with its key."""
     fake = lead_store()
-    fake.methods["crm.deal.add"] = flaky("QUERY_LIMIT_EXCEEDED", 1, result=77)
+    fake.methods["crm.deal.add"] = flaky("QUERY_LIMIT_EXCEEDED", 77)
     async with client_for(fake) as client:
         result = await client.batch({"a": "crm.lead.add", "d": "crm.deal.add", "b": "crm.lead.add"})
     assert fake.batches[1].keys() == {"d"}
@@ -373,7 +360,7 @@ async def test_only_the_refused_command_is_resent() -> None:
 async def test_a_method_over_its_operating_time_waits_alone() -> None:
     """A per-command OPERATION_TIME_LIMIT holds only that method until the hold ends."""
     fake = lead_store()
-    fake.methods["crm.deal.add"] = flaky("OPERATION_TIME_LIMIT", 1, result=5)
+    fake.methods["crm.deal.add"] = flaky("OPERATION_TIME_LIMIT", 5)
     clock = FakeClock()
     sent: list[tuple[float, list[str]]] = []
     inner = fake.handle
@@ -407,8 +394,8 @@ async def test_a_method_over_its_operating_time_waits_alone() -> None:
 async def test_internal_error_of_a_write_is_not_resent() -> None:
     """A per-command internal error may follow a partial write: unknown, not re-sent."""
     fake = lead_store()
-    fake.methods["crm.deal.add"] = flaky("INTERNAL_SERVER_ERROR", 1)
-    fake.methods["crm.deal.get"] = flaky("INTERNAL_SERVER_ERROR", 1, result={"ID": "1"})
+    fake.methods["crm.deal.add"] = flaky("INTERNAL_SERVER_ERROR")
+    fake.methods["crm.deal.get"] = flaky("INTERNAL_SERVER_ERROR", {"ID": "1"})
     async with client_for(fake) as client:
         result = await client.batch({"w": "crm.deal.add", "r": "crm.deal.get?id=1"})
     assert result.unknown["w"].error is not None
@@ -560,7 +547,7 @@ async def test_a_batch_whose_method_became_held_is_handed_back() -> None:
     """A batch retried after its method went over budget is not held whole: its other
     commands go at once, the held method's commands wait for the hold."""
     fake = lead_store()
-    fake.methods["crm.deal.add"] = flaky("OPERATION_TIME_LIMIT", 1, result=9)
+    fake.methods["crm.deal.add"] = flaky("OPERATION_TIME_LIMIT", 9)
     clock = FakeClock()
     inner = fake.handle
     sent: list[tuple[float, list[str]]] = []

@@ -7,8 +7,6 @@ import json
 import logging
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import httpx
 import pytest
 
@@ -26,41 +24,8 @@ from bitrix_batch._encoding import parse_str
 from bitrix_batch._oauth import OAuth
 from bitrix_batch._throttle import OperatingBudget, RateLimit
 from bitrix_batch.emulator import Emulator, EmulatorConfig
-from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
+from tests.fake_bitrix import WEBHOOK, FakeBitrix, flaky, pause, store
 from tests.fake_clock import FakeClock
-
-
-def store() -> FakeBitrix:
-    """A small fake portal: adds count up, gets echo, `fail.now` always fails."""
-    ids = itertools.count(1)
-
-    def fail(params: dict[str, Any]) -> Any:
-        raise Fail("ERROR_CORE", "boom")
-
-    return FakeBitrix(
-        methods={
-            "crm.lead.add": lambda p: next(ids),
-            "crm.deal.add": lambda p: next(ids),
-            "crm.lead.update": lambda p: True,
-            "crm.lead.get": lambda p: {"ID": str(p.get("id")), "TITLE": "t"},
-            "crm.lead.list": lambda p: [],
-            "user.current": lambda p: {"ID": "1", "NAME": "John", "UF_DEPARTMENT": [1, 7]},
-            "fail.now": fail,
-        }
-    )
-
-
-def flaky(first: str, then: Any) -> Any:
-    """A fake method failing with code `first` on the first call; later calls do `then`."""
-    calls = {"n": 0}
-
-    def method(params: dict[str, Any]) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise Fail(first, "refused")
-        return then(params)
-
-    return method
 
 
 def client_for(fake: FakeBitrix, transport: Any = None, **kwargs: Any) -> BitrixClient:
@@ -79,12 +44,6 @@ def emulator_client(emu: Emulator, **kwargs: Any) -> BitrixClient:
 
 def quiet_emulator() -> Emulator:
     return Emulator(EmulatorConfig(rate_limit=False, operating_limit=False))
-
-
-async def pause(n: int = 200) -> None:
-    """Let other tasks run for a while, without real time passing."""
-    for _ in range(n):
-        await anyio.lowlevel.checkpoint()
 
 
 # --- the scheduler: parked commands, halt, fatal errors --------------------------------------

@@ -10,7 +10,6 @@ found (all fixed).
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from bitrix_batch._response import BatchSections
 from bitrix_batch._retry import command_verdict
 from bitrix_batch._scheduler import ChunkRequest, Scheduler
 from bitrix_batch._throttle import LeakyBucket, OperatingBudget, RateLimit
-from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
+from tests.fake_bitrix import WEBHOOK, FakeBitrix, flaky, pause, store
 from tests.fake_clock import FakeClock
 
 WRITES = ("crm.lead.add", "crm.deal.add")
@@ -410,42 +409,6 @@ def test_scheduler_state_machine_keeps_the_invariants(
 
 
 # --- bugs found ----------------------------------------------------------------------------------
-
-
-def store() -> FakeBitrix:
-    """A small fake portal: adds count up, gets echo, `fail.now` always fails."""
-    ids = itertools.count(1)
-
-    def fail(params: dict[str, Any]) -> Any:
-        raise Fail("ERROR_CORE", "boom")
-
-    return FakeBitrix(
-        methods={
-            "crm.lead.add": lambda p: next(ids),
-            "crm.deal.add": lambda p: next(ids),
-            "crm.lead.get": lambda p: {"ID": str(p.get("id"))},
-            "fail.now": fail,
-        }
-    )
-
-
-def flaky(first: str, then: Any) -> Any:
-    """A fake method failing with code `first` on the first call; later calls do `then`."""
-    calls = {"n": 0}
-
-    def method(params: dict[str, Any]) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise Fail(first, "refused")
-        return then(params)
-
-    return method
-
-
-async def pause(n: int = 200) -> None:
-    """Let other tasks run for a while, without real time passing."""
-    for _ in range(n):
-        await anyio.lowlevel.checkpoint()
 
 
 def budget_on(clock: FakeClock) -> OperatingBudget:
