@@ -346,7 +346,7 @@ class BitrixClient:
                     await self._sleep(0.0 if release is None else release - self._clock())
                 else:  # pragma: no cover - a scheduler bug
                     raise AssertionError(f"scheduler stalled: {scheduler!r}")
-                scheduler.unpark()
+                scheduler.unpark(self._budget.is_held)
         return fatal[0] if fatal else None
 
 

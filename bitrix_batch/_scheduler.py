@@ -157,19 +157,40 @@ class Scheduler:
         """True while some commands wait for their method's operating-time hold to end."""
         return bool(self._parked)
 
-    def unpark(self) -> None:
+    def unpark(self, held: Callable[[str], bool] | None = None) -> None:
         """Make parked commands ready again (the executor calls this when a hold may be over).
 
-        A parked chunk stays parked while a command it refers to is still in flight: it was
-        parked out of the very request that carries its producer.
+        A parked chunk stays parked while a method in it is still `held`, or while a command
+        it refers to is still in flight (it was parked out of the very request that carries
+        its producer).
         """
         waiting = []
         for chunk_id in self._parked:
-            if self._producers_final(chunk_id):
+            if self._producers_final(chunk_id) and (held is None or self._can_go(chunk_id, held)):
                 self._ready.append(chunk_id)
             else:
                 waiting.append(chunk_id)
         self._parked = waiting
+
+    def _can_go(self, chunk_id: int, held: Callable[[str], bool]) -> bool:
+        """Whether building the parked chunk again would send something: one of the commands
+        that wait for nothing else in it (with halt, its first command) is no longer held."""
+        entries = self.plan.entries
+        members = [
+            i
+            for i in self._members[chunk_id]
+            if self._outcomes[i] is None and self._chunk_of[i] == chunk_id
+        ]
+        if not members:
+            return True
+        if self.plan.halt:
+            return not held(entries[members[0]].method)
+        inside = set(members)
+        return any(
+            not held(entries[i].method)
+            for i in members
+            if not any(d in inside for d in entries[i].deps)
+        )
 
     def _producers_final(self, chunk_id: int) -> bool:
         for i in self._members[chunk_id]:
