@@ -40,7 +40,7 @@ from ._logs import protect_logs
 from ._methods import MethodPolicy
 from ._oauth import OAuth
 from ._planner import MAX_BATCH, Plan, plan
-from ._response import as_float, as_int, decode_batch, decode_body
+from ._response import BatchSections, as_float, as_int, decode_batch, decode_body
 from ._result import BatchResult, CommandResult, Status
 from ._retry import RetryPolicy, classify, command_verdict
 from ._scheduler import ChunkRequest, Scheduler
@@ -292,7 +292,7 @@ class BitrixClient:
 
         async def run_chunk(request: ChunkRequest) -> None:
             try:
-                body = await self._post_batch(request, gate)
+                sections = await self._post_batch(request, gate)
             except _Held:
                 scheduler.give_back(request)
             except _JobStopped as exc:
@@ -311,10 +311,7 @@ class BitrixClient:
                 scheduler.abort(request, exc, ran="unknown")
                 stop(exc)
             else:
-                try:
-                    scheduler.complete(request, decode_batch(body))
-                except BitrixBatchError as exc:  # an answer of an unexpected shape
-                    scheduler.abort(request, exc, ran="unknown")
+                scheduler.complete(request, sections)
             wake_send.send_nowait(None)
 
         async with _single_errors(), anyio.create_task_group() as tg, wake_send, wake_receive:
@@ -367,11 +364,23 @@ class BitrixClient:
 
     async def _post_batch(
         self, request: ChunkRequest, gate: Callable[[], None] | None = None
-    ) -> dict[str, Any]:
+    ) -> BatchSections:
+        """Send one chunk; return its decoded answer, the per-command figures observed."""
         payload = {"halt": 1 if request.halt else 0, "cmd": request.cmd}
-        return await self._post(
+        body = await self._post(
             "batch", payload, read=not request.writes, also=request.methods, gate=gate
         )
+        sections = decode_batch(body)
+        for wire_key, info in sections.result_time.items():
+            if wire_key in request.method_of:
+                self._budget.observe(request.method_of[wire_key], info)
+        for wire_key, err in sections.result_error.items():
+            code = str(err.get("error") or "").upper() if isinstance(err, dict) else ""
+            if code == "OPERATION_TIME_LIMIT" and wire_key in request.method_of:
+                self._budget.observe_blocked(request.method_of[wire_key], None)
+            elif code == "QUERY_LIMIT_EXCEEDED" and self._bucket is not None:
+                self._bucket.on_rejected()
+        return sections
 
     async def _post(
         self,
@@ -522,27 +531,7 @@ class BitrixClient:
             self._budget.observe_blocked(method, _reset_at(exc.extra))
             raise
         self._budget.observe(method, body.get("time"))
-        if method == "batch":
-            self._observe_batch_times(params, body)
         return body
-
-    def _observe_batch_times(self, params: Mapping[str, Any], body: dict[str, Any]) -> None:
-        cmd = params.get("cmd") or {}
-        try:
-            sections = decode_batch(body)
-        except BitrixBatchError:
-            return
-        for wire_key, info in sections.result_time.items():
-            text = cmd.get(wire_key)
-            if isinstance(text, str):
-                self._budget.observe(text.split("?", 1)[0], info)
-        for wire_key, err in sections.result_error.items():
-            text = cmd.get(wire_key)
-            code = str(err.get("error") or "").upper() if isinstance(err, dict) else ""
-            if isinstance(text, str) and code == "OPERATION_TIME_LIMIT":
-                self._budget.observe_blocked(text.split("?", 1)[0], None)
-            elif code == "QUERY_LIMIT_EXCEEDED" and self._bucket is not None:
-                self._bucket.on_rejected()
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

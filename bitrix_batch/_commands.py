@@ -108,8 +108,14 @@ class Entry:
     method: str
     params: dict[str, Any]
     sites: tuple[Site, ...]
-    deps: tuple[int, ...]
+    #: The referenced command keys (as the server compares them) and their indexes.
+    targets: dict[str, int]
     read: bool
+
+    @property
+    def deps(self) -> tuple[int, ...]:
+        """Indexes of the commands this one refers to, in order of first reference."""
+        return tuple(self.targets.values())
 
     @property
     def skey(self) -> str:
@@ -153,17 +159,14 @@ def parse_commands(
 
     entries = []
     for i, (key, method, params, sites) in enumerate(raw):
-        deps: list[int] = []
+        targets: dict[str, int] = {}
         for site in sites:
             for token in site.tokens:
                 target = index_of.get(token.target)
                 if target is None:
                     raise UnknownReferenceError(key, method, token.target)
-                if target not in deps:
-                    deps.append(target)
-        entries.append(
-            Entry(i, key, method, params, tuple(sites), tuple(deps), reads_only(method))
-        )
+                targets.setdefault(token.target, target)
+        entries.append(Entry(i, key, method, params, tuple(sites), targets, reads_only(method)))
     return entries
 
 

@@ -46,11 +46,14 @@ class ChunkRequest:
     cmd: dict[str, str]
     members: tuple[int, ...]
     wire: dict[str, int]
-    methods: frozenset[str]
+    #: Each command's method, by wire key (to read the budget figures of the answer).
+    method_of: dict[str, str]
     writes: bool
 
-    def __len__(self) -> int:
-        return len(self.members)
+    @property
+    def methods(self) -> frozenset[str]:
+        """The methods inside this batch, in lower case (the budget's keys)."""
+        return frozenset(m.lower() for m in self.method_of.values())
 
 
 class _DependencyFailed(Unresolved):
@@ -300,16 +303,12 @@ class Scheduler:
             cmd=cmd,
             members=tuple(sending),
             wire={w: i for i, w in sending.items()},
-            methods=frozenset(e.method.lower() for e in entries),
+            method_of={w: plan.entries[i].method for i, w in sending.items()},
             writes=not all(e.read for e in entries),
         )
 
     def _target(self, index: int, token: Token) -> int:
-        entry = self.plan.entries[index]
-        for d in entry.deps:
-            if self.plan.entries[d].skey == token.target:
-                return d
-        raise AssertionError("parse_commands checked every reference target")
+        return self.plan.entries[index].targets[token.target]
 
     def _value(self, target: int, token: Token) -> Any:
         """The value a token stands for, from a final outcome, with the server's walk."""

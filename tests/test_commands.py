@@ -131,3 +131,12 @@ def test_method_policy_classifies_reads() -> None:
     policy = MethodPolicy.of(reads=["im.counters"], writes=["crm.lead.get"])
     assert policy.reads_only("IM.COUNTERS")
     assert not policy.reads_only("crm.lead.get")
+
+
+def test_command_parse_reads_the_seed_string_form() -> None:
+    """Command.parse splits method and query with PHP's parse_str rules."""
+    cmd = Command.parse("crm.lead.add?fields[TITLE]=a+b&fields[PHONE][0][VALUE]=%2B7")
+    fields = {"TITLE": "a b", "PHONE": {0: {"VALUE": "+7"}}}
+    assert cmd == Command("crm.lead.add", {"fields": fields})
+    with pytest.raises(InvalidCommandError, match="%23"):
+        Command.parse("crm.lead.add?fields[TITLE]=#1")
