@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from ._encoding import parse_str
+from ._encoding import append_pairs, parse_str, php_strval, urlencode
 from ._errors import (
     DuplicateKeyError,
     InvalidCommandError,
@@ -33,16 +35,25 @@ __all__ = [
     "Command",
     "CommandInput",
     "CommandList",
+    "CommandReader",
     "Entry",
+    "Hole",
     "Site",
     "parse_call",
     "parse_commands",
+    "render_command",
 ]
 
 #: Methods the server refuses inside a batch (rest 24.0.0 forbids nested `batch`).
 FORBIDDEN_METHODS = frozenset({"batch", "download", "upload"})
 
 _METHOD = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+# Text PHP's urlencode leaves as it is (most keys): no call needed.
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-]*")
+
+#: php.ini max_input_nesting_level: the server's parse_str drops a parameter whose name has
+#: more bracket groups than this, so deeper parameters are refused before sending.
+MAX_NESTING = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,87 +98,236 @@ class Site:
 
     location: tuple[str | int, ...]
     parts: tuple[str | Token, ...]
+    #: The tokens in this value, in order (derived from `parts` once).
+    tokens: tuple[Token, ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", tuple(p for p in self.parts if isinstance(p, Token)))
 
     @property
     def whole(self) -> bool:
         """True when the value is exactly one token."""
         return len(self.parts) == 1 and isinstance(self.parts[0], Token)
 
-    @property
-    def tokens(self) -> list[Token]:
-        """The tokens in this value."""
-        return [p for p in self.parts if isinstance(p, Token)]
+
+@dataclass(frozen=True, slots=True)
+class Hole:
+    """The place in a command string where a value holding references goes.
+
+    `name` is the parameter's encoded name (``fields%5BTITLE%5D``), ready to be followed by
+    the encoded value once the references in `site` are resolved.
+    """
+
+    name: str
+    site: Site
+
+
+#: Shared by every entry without references (millions of them: no per-command container).
+_NO_TARGETS: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(slots=True)
 class Entry:
-    """One command as the planner sees it (strictly private)."""
+    """One checked command as the planner sees it (strictly private).
+
+    The parameters are encoded once, when the command is read, so nothing of the caller's
+    objects is kept: `command` is the finished command string of a command without references;
+    a command with references keeps `template` instead, literal ``name=value`` text and the
+    `Hole`s its references fill when it is sent.
+    """
 
     index: int
     key: Key
     method: str
-    params: dict[str, Any]
-    sites: tuple[Site, ...]
+    command: str | None
+    template: tuple[str | Hole, ...]
     #: The referenced command keys (as the server compares them) and their indexes.
-    targets: dict[str, int]
+    targets: Mapping[str, int]
+    #: Indexes of the commands this one refers to, in order of first reference.
+    deps: tuple[int, ...]
     read: bool
-
-    @property
-    def deps(self) -> tuple[int, ...]:
-        """Indexes of the commands this one refers to, in order of first reference."""
-        return tuple(self.targets.values())
 
     @property
     def skey(self) -> str:
         """The key as the server compares it."""
         return str(self.key)
 
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        """The parameter values that hold references."""
+        return tuple(p.site for p in self.template if isinstance(p, Hole))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters as the server will read them (references still as token text)."""
+        command = self.command if self.command is not None else _fill(self, _token_text)
+        query = command.partition("?")[2]
+        return parse_str(query) if query else {}
+
 
 def parse_commands(
     cmd: CommandList,
     reads_only: Callable[[str], bool],
 ) -> list[Entry]:
-    """Check and normalise a caller's command list; resolve reference targets to indexes.
+    """Check and normalise a caller's whole command list; resolve reference targets to indexes.
+
+    References may point forwards here (the planner orders the commands).
 
     Raises:
         InvalidCommandError, DuplicateKeyError, UnknownReferenceError, InvalidReferenceError.
     """
-    items: list[tuple[Key, CommandInput]]
+    items: Iterable[tuple[Any, Any]]
     if isinstance(cmd, Mapping):
-        items = list(cmd.items())
+        items = cmd.items()
     elif isinstance(cmd, str | bytes) or not isinstance(cmd, Sequence):
         raise InvalidCommandError(
-            None, None, f"cmd must be a mapping or a sequence, not {type(cmd).__name__}"
+            None,
+            None,
+            f"the command list must be a mapping, a sequence or an iterable of (key, command)"
+            f" pairs, not {type(cmd).__name__}",
         )
     else:
-        items = list(enumerate(cmd))
+        items = enumerate(cmd)
 
     index_of: dict[str, int] = {}
-    raw: list[tuple[Key, str, dict[str, Any], list[Site]]] = []
+    entries: list[Entry] = []
+    reads_only = _memo(reads_only)
     for key, item in items:
-        if isinstance(key, bool) or not isinstance(key, str | int):
+        skey = _check_key(key)
+        if skey in index_of:
+            raise DuplicateKeyError(key)
+        index_of[skey] = len(entries)
+        entries.append(_entry(len(entries), key, item, reads_only))
+    for e in entries:
+        if e.command is None:
+            _bind(e, index_of.get)
+    return entries
+
+
+class CommandReader:
+    """Checks the commands of a stream one at a time, as they are read (lazy mode).
+
+    A reference may only point to one of the last `lookback` commands read before it (all of
+    them with ``lookback=None``): the reader forgets older keys, so memory stays bounded. A
+    repeated key is detected among the keys it still knows.
+    """
+
+    def __init__(self, reads_only: Callable[[str], bool], lookback: int | None) -> None:
+        if lookback is not None and lookback < 0:
+            raise ValueError("lookback must be at least 0, or None")
+        self._reads_only = _memo(reads_only)
+        self._lookback = lookback
+        self._index_of: dict[str, int] = {}
+        self._recent: deque[tuple[str, int]] = deque()
+        #: How many items have been read: the index the next command gets.
+        self.count = 0
+
+    def read(self, key: Any, item: Any) -> Entry:
+        """Check the next command of the stream and give it the next index.
+
+        Raises:
+            PlanError: the command is invalid (the index is used up all the same).
+        """
+        index = self.count
+        self.count += 1
+        skey = _check_key(key)
+        if skey in self._index_of:
+            raise DuplicateKeyError(key)
+        # The key is taken even if the command proves invalid: a later reference to it then
+        # finds a skipped command (and is skipped in turn), not an unknown key.
+        self._remember(skey, index)
+        entry = _entry(index, key, item, self._reads_only)
+        if entry.command is None:
+            _bind(entry, self._known, lazy=True)
+        return entry
+
+    def read_item(self, item: Any) -> Entry:
+        """Check the next item of a stream, which must be a ``(key, command)`` pair.
+
+        Raises:
+            PlanError: the item or its command is invalid (the index is used up all the same).
+        """
+        if (type(item) is not tuple and type(item) is not list) or len(item) != 2:
+            self.count += 1
             raise InvalidCommandError(
-                None, None, f"command keys are str or int, not {type(key).__name__}"
+                None,
+                None,
+                f"a stream item must be a (key, command) pair, not {type(item).__name__}"
+                " (use enumerate() for commands without keys)",
             )
+        return self.read(item[0], item[1])
+
+    def _known(self, skey: str) -> int | None:
+        return self._index_of.get(skey)
+
+    def _remember(self, skey: str, index: int) -> None:
+        self._index_of[skey] = index
+        if self._lookback is None:
+            return
+        self._recent.append((skey, index))
+        while len(self._recent) > self._lookback:
+            old, old_index = self._recent.popleft()
+            if self._index_of.get(old) == old_index:
+                del self._index_of[old]
+
+
+def _memo(reads_only: Callable[[str], bool]) -> Callable[[str], bool]:
+    """`reads_only` asked once per method name (a job has millions of commands, few methods)."""
+    known: dict[str, bool] = {}
+
+    def cached(method: str) -> bool:
+        read = known.get(method)
+        if read is None:
+            read = known[method] = reads_only(method)
+        return read
+
+    return cached
+
+
+def _check_key(key: Any) -> str:
+    if type(key) is str:
         if key == "":
             raise InvalidCommandError(key, None, "the empty string is not a command key")
-        if str(key) in index_of:
-            raise DuplicateKeyError(key)
-        index_of[str(key)] = len(raw)
-        method, params, sites = _normalize(key, item)
-        raw.append((key, method, params, sites))
+        return key
+    if isinstance(key, bool) or not isinstance(key, str | int):
+        raise InvalidCommandError(
+            None, None, f"command keys are str or int, not {type(key).__name__}"
+        )
+    return str(key)
 
-    entries = []
-    for i, (key, method, params, sites) in enumerate(raw):
-        targets: dict[str, int] = {}
-        for site in sites:
-            for token in site.tokens:
-                target = index_of.get(token.target)
-                if target is None:
-                    raise UnknownReferenceError(key, method, token.target)
-                targets.setdefault(token.target, target)
-        entries.append(Entry(i, key, method, params, tuple(sites), targets, reads_only(method)))
-    return entries
+
+def _entry(index: int, key: Key, item: Any, reads_only: Callable[[str], bool]) -> Entry:
+    method, params = _normalize(key, item)
+    template = _compile(key, method, params, refs=True)
+    if len(template) < 2 and not (template and type(template[0]) is Hole):
+        command = f"{method}?{template[0]}" if template else method
+        return Entry(index, key, method, command, (), _NO_TARGETS, (), reads_only(method))
+    return Entry(
+        index, key, method, None, tuple(template), _NO_TARGETS, (), reads_only(method)
+    )
+
+
+def _bind(entry: Entry, lookup: Callable[[str], int | None], lazy: bool = False) -> None:
+    """Resolve the keys `entry` refers to into command indexes."""
+    targets: dict[str, int] = {}
+    for site in entry.sites:
+        for token in site.tokens:
+            if token.target in targets:
+                continue
+            target = lookup(token.target)
+            if target is None or (lazy and target >= entry.index):
+                raise UnknownReferenceError(
+                    entry.key,
+                    entry.method,
+                    token.target,
+                    " (in a stream a command may only refer to one read before it, within"
+                    " the look-back)"
+                    if lazy
+                    else "",
+                )
+            targets[token.target] = target
+    entry.targets = targets
+    entry.deps = tuple(targets.values())
 
 
 def parse_call(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -186,25 +346,40 @@ def parse_call(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidCommandError(
             None, method, f"params must be a mapping, not {type(params).__name__}"
         )
-    checked = _check_params(method, method, params)
-    if any(isinstance(v, Ref) for v in _leaves(checked)):
-        raise InvalidCommandError(
-            None, method, "references (Ref) only work inside a batch"
-        )
-    return checked
+    if any(type(p) is Hole for p in _compile(method, method, params, refs=False)):
+        raise InvalidCommandError(None, method, "references (Ref) only work inside a batch")
+    plain: dict[str, Any] = _as_plain(params)
+    return plain
 
 
-def _leaves(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [leaf for v in value.values() for leaf in _leaves(v)]
-    if isinstance(value, list):
-        return [leaf for v in value for leaf in _leaves(v)]
-    return [value]
+def _as_plain(value: Any) -> Any:
+    """A checked value as plain dicts, lists and base scalars (what JSON encoding needs)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _as_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_plain(v) for v in value]
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    return float(value)
 
 
-def _normalize(key: Key, item: Any) -> tuple[str, dict[str, Any], list[Site]]:
+def _normalize(key: Key, item: Any) -> tuple[str, Mapping[Any, Any]]:
     method: Any
     params: Any
+    if (
+        type(item) is tuple
+        and len(item) == 2
+        and type(item[1]) is dict
+        and type(item[0]) is str
+        and _METHOD.fullmatch(item[0]) is not None
+        and item[0].lower() not in FORBIDDEN_METHODS
+    ):
+        return item  # the common shape, already checked
     if type(item) is tuple or type(item) is list:
         if not 1 <= len(item) <= 2:
             raise InvalidCommandError(key, None, "a command sequence is (method, params)")
@@ -234,13 +409,12 @@ def _normalize(key: Key, item: Any) -> tuple[str, dict[str, Any], list[Site]]:
         raise InvalidCommandError(key, None, "the method must be a string")
     _check_method(key, method)
     if params is None:
-        params = {}
+        return method, {}
     if not isinstance(params, Mapping):
         raise InvalidCommandError(
             key, method, f"params must be a mapping, not {type(params).__name__}"
         )
-    sites: list[Site] = []
-    return method, _check_params(key, method, params, sites), sites
+    return method, params
 
 
 def _split_command_string(key: Key | None, text: str) -> tuple[str, dict[str, Any]]:
@@ -263,63 +437,180 @@ def _check_method(
         raise InvalidCommandError(key, method, f"{method!r} is not allowed inside a batch")
 
 
-def _check_params(
-    key: Key, method: str, params: Mapping[Any, Any], sites: list[Site] | None = None
-) -> dict[str, Any]:
-    """Copy the parameters into plain dicts and lists, refusing what cannot be encoded.
+def _compile(
+    key: Key, method: str, params: Mapping[Any, Any], *, refs: bool
+) -> list[str | Hole]:
+    """Check the parameters and encode them as http_build_query would, in one pass.
 
-    When `sites` is given, every value holding references is recorded there, in the same pass
-    (this runs once per command of a job that may have millions).
+    Returns the query cut at the values that hold references (with `refs`): literal text
+    (``name=value`` pairs joined by ``&``) and a `Hole` for each such value. Refuses what
+    Bitrix24 cannot receive. This runs once per command of jobs that may have millions, so it
+    builds no copy of the parameters and formats error texts only when raising.
     """
+    pairs: list[str | Hole] = []
+    ctx = _Context(key, method, refs)
+    _walk(params, None, (), pairs, ctx)
+    if not ctx.holes:
+        return ["&".join(pairs)] if pairs else []  # type: ignore[arg-type]
+    # Literal pairs between holes are joined once here, not at every send.
+    template: list[str | Hole] = []
+    run: list[str] = []
+    for p in pairs:
+        if isinstance(p, str):
+            run.append(p)
+            continue
+        if run:
+            template.append("&".join(run))
+            run = []
+        template.append(p)
+    if run:
+        template.append("&".join(run))
+    return template
 
-    def copy(value: Any, location: tuple[str | int, ...]) -> Any:
+
+#: Encoded parameter names by key text: keys repeat in every command of a job.
+_NAMES: dict[str, str] = {}
+
+
+class _Context:
+    """What `_walk` needs for its messages, and whether it found references."""
+
+    __slots__ = ("holes", "key", "method", "refs")
+
+    def __init__(self, key: Key, method: str, refs: bool) -> None:
+        self.key = key
+        self.method = method
+        self.refs = refs
+        self.holes = False
+
+
+def _walk(
+    container: Any,
+    prefix: str | None,
+    path: tuple[Any, ...],
+    out: list[str | Hole],
+    ctx: _Context,
+) -> None:
+    """Append the pairs of one container (see `_compile`)."""
+    if len(path) > MAX_NESTING:
+        raise InvalidCommandError(
+            ctx.key,
+            ctx.method,
+            f"parameters nested deeper than {MAX_NESTING} levels at {_where(path[:3])}...:"
+            " the server's parse_str would drop them (or the structure contains itself)",
+        )
+    if type(container) is dict or isinstance(container, Mapping):
+        items: Iterable[tuple[Any, Any]] = container.items()
+    else:
+        items = enumerate(container)
+    for k, value in items:
+        if type(k) is str:
+            part = _NAMES.get(k)
+            if part is None:
+                part = _name_part(k, path, ctx)
+        elif type(k) is int:
+            part = int.__repr__(k)
+        else:
+            part = _name_part(k, path, ctx)
+        name = part if prefix is None else prefix + "%5B" + part + "%5D"
         kind = type(value)
         if kind is str:
-            if not value.isascii():
-                _check_text(key, method, value, location)
-            if sites is not None and "$" in value:
-                parts = _cut(key, method, value)
-                if len(parts) > 1 or not isinstance(parts[0], str):
-                    sites.append(Site(location, parts))
-            return value
-        if kind is float and not math.isfinite(value):
-            raise InvalidCommandError(
-                key, method, f"parameter {_where(location)} is {value}, which PHP cannot receive"
-            )
-        if kind is int or kind is float or kind is bool or value is None:
-            return value
-        if kind is Ref:
+            if "$" in value and ctx.refs:
+                hole = _hole(name, value, (*path, k), ctx)
+                if hole is not None:
+                    out.append(hole)
+                    continue
+            elif not value.isascii():
+                _check_text(ctx.key, ctx.method, value, (*path, k))
+            out.append(name + "=" + (value if _is_plain(value) else urlencode(value)))
+        elif kind is int:
+            out.append(name + "=" + int.__repr__(value))
+        elif kind is dict or kind is list or kind is tuple:
+            _walk(value, name, (*path, k), out, ctx)
+        elif kind is bool:
+            out.append(name + ("=1" if value else "=0"))
+        elif value is None:
+            continue  # http_build_query writes nothing for null
+        elif kind is float:
+            out.append(name + "=" + _float_text(value, (*path, k), ctx))
+        elif kind is Ref:
             token = Token(value.kind, str(value.key), value.path)
-            _check_token(key, method, str(value), token)
-            if sites is not None:
-                sites.append(Site(location, (token,)))
-            return value
-        if kind is dict or isinstance(value, Mapping):
-            out = {}
-            for k, v in value.items():
-                if type(k) is not str and (isinstance(k, bool) or not isinstance(k, str | int)):
-                    raise InvalidCommandError(
-                        key, method, f"parameter key {k!r} at {_where(location)}"
-                    )
-                out[k] = copy(v, (*location, k))
-            return out
-        if kind is list or kind is tuple or isinstance(value, list | tuple):
-            return [copy(v, (*location, i)) for i, v in enumerate(value)]
-        for base in (str, int, float):  # a subclass such as a StrEnum: send its plain value
-            if isinstance(value, base):
-                return copy(base(value) if base is not str else str.__str__(value), location)
+            if ctx.refs:
+                _check_token(ctx.key, ctx.method, value, token)
+            out.append(Hole(name, Site((*path, k), (token,))))
+            ctx.holes = True
+        elif isinstance(value, Mapping | list | tuple):
+            _walk(value, name, (*path, k), out, ctx)
+        elif isinstance(value, str):  # a subclass such as a StrEnum: send its plain value
+            plain = str.__str__(value)
+            if "$" in plain and ctx.refs:
+                hole = _hole(name, plain, (*path, k), ctx)
+                if hole is not None:
+                    out.append(hole)
+                    continue
+            elif not plain.isascii():
+                _check_text(ctx.key, ctx.method, plain, (*path, k))
+            out.append(name + "=" + urlencode(plain))
+        elif isinstance(value, int):
+            out.append(name + "=" + int.__repr__(int(value)))
+        elif isinstance(value, float):
+            out.append(name + "=" + _float_text(float(value), (*path, k), ctx))
+        else:
+            raise InvalidCommandError(
+                ctx.key,
+                ctx.method,
+                f"parameter {_where((*path, k))} has type {kind.__name__}, which Bitrix24"
+                " cannot receive (use str, int, float, bool, None, dict or list)",
+            )
+
+
+_is_plain = _PLAIN.fullmatch
+
+
+def _name_part(k: Any, path: tuple[Any, ...], ctx: _Context) -> str:
+    """The encoded text of one parameter key (slow path: anything but a known str or an int)."""
+    if type(k) is str:
+        if not k.isascii():
+            _check_text(ctx.key, ctx.method, k, (*path, k))
+        part = k if _is_plain(k) else urlencode(k)
+        if len(_NAMES) < 4096:
+            _NAMES[k] = part
+        return part
+    if isinstance(k, bool) or not isinstance(k, str | int):
         raise InvalidCommandError(
-            key,
-            method,
-            f"parameter {_where(location) or 'value'} has type {kind.__name__}, which Bitrix24"
-            " cannot receive (use str, int, float, bool, None, dict or list)",
+            ctx.key, ctx.method, f"parameter key {k!r} at {_where(path) or 'the top level'}"
         )
+    if isinstance(k, str):
+        text = str.__str__(k)
+        _check_text(ctx.key, ctx.method, text, (*path, k))
+        return urlencode(text)
+    return int.__repr__(int(k))
 
-    result: dict[str, Any] = copy(params, ())
-    return result
+
+def _hole(
+    name: str, text: str, location: tuple[Any, ...], ctx: _Context
+) -> Hole | None:
+    """A `Hole` for text holding references, or None if it holds none after all."""
+    if not text.isascii():
+        _check_text(ctx.key, ctx.method, text, location)
+    cut = _cut(ctx.key, ctx.method, text)
+    if len(cut) > 1 or not isinstance(cut[0], str):
+        ctx.holes = True
+        return Hole(name, Site(location, cut))
+    return None
 
 
-def _check_text(key: Key, method: str, text: str, location: tuple[str | int, ...]) -> None:
+def _float_text(value: float, location: tuple[Any, ...], ctx: _Context) -> str:
+    if not math.isfinite(value):
+        raise InvalidCommandError(
+            ctx.key,
+            ctx.method,
+            f"parameter {_where(location)} is {value}, which PHP cannot receive",
+        )
+    return urlencode(php_strval(value) or "")
+
+
+def _check_text(key: Key, method: str, text: str, location: tuple[Any, ...]) -> None:
     try:
         # surrogateescape: text that parse_str decoded from non-UTF-8 bytes goes back as is.
         text.encode("utf-8", "surrogateescape")
@@ -329,7 +620,7 @@ def _check_text(key: Key, method: str, text: str, location: tuple[str | int, ...
         ) from None
 
 
-def _where(location: tuple[str | int, ...]) -> str:
+def _where(location: tuple[Any, ...]) -> str:
     return "".join(f"[{k}]" for k in location)
 
 
@@ -358,11 +649,12 @@ def _cut(key: Key, method: str, text: str) -> tuple[str | Token, ...]:
     return tuple(parts)
 
 
-def _check_token(key: Key, method: str, text: str, token: Token) -> None:
+def _check_token(key: Key, method: str, written: str | Ref, token: Token) -> None:
     for segment in token.path:
         if not segment_is_safe(segment):
+            # str(Ref) is built only here, for the message: never for valid references.
             raise InvalidReferenceError(
-                key, method, text, f"has a path item {segment!r} the server cannot read"
+                key, method, str(written), f"has a path item {segment!r} the server cannot read"
             )
 
 
@@ -391,17 +683,26 @@ def resolve_value(value: Any, path: tuple[str, ...]) -> Any:
     return found
 
 
-def render_params(entry: Entry, resolve: Resolver) -> dict[str, Any]:
-    """The command's parameters with every reference either resolved or kept for the server.
+def render_command(entry: Entry, resolve: Resolver) -> str:
+    """The command string with every reference either resolved or kept for the server.
 
     Raises:
         Unresolved: a reference cannot be substituted as the server would, or the substituted
             value could not travel intact in a command string.
     """
-    if not entry.sites:
-        return entry.params
-    params = _deep_copy(entry.params)
-    for site in entry.sites:
+    if entry.command is not None:
+        return entry.command
+    return _fill(entry, resolve)
+
+
+def _fill(entry: Entry, resolve: Resolver) -> str:
+    pairs: list[str] = []
+    for part in entry.template:
+        if isinstance(part, str):
+            pairs.append(part)
+            continue
+        hole = part
+        site = hole.site
         kept = 0  # tokens left for the server
         if site.whole:
             got = resolve(site.parts[0])  # type: ignore[arg-type]
@@ -415,11 +716,11 @@ def render_params(entry: Entry, resolve: Resolver) -> dict[str, Any]:
                     raise Unresolved("the reference resolves to an empty array")
         else:
             pieces = []
-            for part in site.parts:
-                if isinstance(part, str):
-                    pieces.append(part)
+            for token in site.parts:
+                if isinstance(token, str):
+                    pieces.append(token)
                     continue
-                got = resolve(part)
+                got = resolve(token)
                 if isinstance(got, ServerSide):
                     pieces.append(got.text)
                     kept += 1
@@ -436,8 +737,13 @@ def render_params(entry: Entry, resolve: Resolver) -> dict[str, Any]:
             # The substituted text reads as a reference to the server, which would substitute
             # it again; a command string has no way to escape it.
             raise Unresolved("the substituted value contains text the server reads as $result")
-        _assign(params, site.location, value)
-    return params
+        append_pairs(hole.name, value, pairs)
+    query = "&".join(pairs)
+    return f"{entry.method}?{query}" if query else entry.method
+
+
+def _token_text(token: Token) -> ServerSide:
+    return ServerSide(token.render(token.target))
 
 
 def _has_leaf(value: Any) -> bool:
@@ -458,23 +764,3 @@ def _count_tokens(value: Any) -> int:
     if isinstance(value, list):
         return sum(_count_tokens(v) for v in value)
     return 0
-
-
-def _deep_copy(value: dict[str, Any]) -> dict[str, Any]:
-    copied: dict[str, Any] = _copy(value)
-    return copied
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
-def _assign(params: Any, location: tuple[str | int, ...], value: Any) -> None:
-    target = params
-    for step in location[:-1]:
-        target = target[step]
-    target[location[-1]] = value

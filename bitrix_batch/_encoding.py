@@ -37,6 +37,7 @@ from urllib.parse import unquote_to_bytes
 
 __all__ = [
     "PhpArray",
+    "append_pairs",
     "encode_command",
     "encode_form",
     "http_build_query",
@@ -319,28 +320,43 @@ def http_build_query(data: Mapping[Any, Any]) -> str:
             f"not {type(data).__name__!r}"
         )
     out: list[str] = []
-    active: set[int] = set()
-
-    # One pass that carries the already-encoded name down: this runs for every command of
-    # jobs with millions, so nothing is formatted twice and error texts are built lazily.
-    def walk(container: Any, prefix: str | None, path: tuple[Any, ...]) -> None:
-        if id(container) in active:
-            # PHP silently skips a recursive array; a cycle here is a caller bug.
-            raise ValueError(f"cannot encode a circular structure at {_describe(path)}")
-        active.add(id(container))
-        for key, value in _items(container):
-            part = urlencode(_key_text(key, path))
-            name = part if prefix is None else f"{prefix}%5B{part}%5D"
-            if _is_container(value):
-                walk(value, name, (*path, key))
-            else:
-                text = _scalar_text(value, (*path, key))
-                if text is not None:
-                    out.append(f"{name}={urlencode(text)}")
-        active.discard(id(container))
-
-    walk(data, None, ())
+    _append_pairs(data, None, (), out, set())
     return "&".join(out)
+
+
+def append_pairs(name: str, value: Any, out: list[str]) -> None:
+    """Append the ``name=value`` pairs http_build_query writes for one parameter.
+
+    `name` is the parameter's already encoded name (``fields%5BTITLE%5D``); a container
+    writes one pair per leaf below it, a null or empty container writes nothing.
+    """
+    if _is_container(value):
+        _append_pairs(value, name, (name,), out, set())
+        return
+    text = _scalar_text(value, (name,))
+    if text is not None:
+        out.append(f"{name}={urlencode(text)}")
+
+
+def _append_pairs(
+    container: Any, prefix: str | None, path: tuple[Any, ...], out: list[str], active: set[int]
+) -> None:
+    # One pass that carries the already-encoded name down: nothing is formatted twice and
+    # error texts are built lazily.
+    if id(container) in active:
+        # PHP silently skips a recursive array; a cycle here is a caller bug.
+        raise ValueError(f"cannot encode a circular structure at {_describe(path)}")
+    active.add(id(container))
+    for key, value in _items(container):
+        part = urlencode(_key_text(key, path))
+        name = part if prefix is None else f"{prefix}%5B{part}%5D"
+        if _is_container(value):
+            _append_pairs(value, name, (*path, key), out, active)
+        else:
+            text = _scalar_text(value, (*path, key))
+            if text is not None:
+                out.append(f"{name}={urlencode(text)}")
+    active.discard(id(container))
 
 
 def encode_command(method: str, params: Mapping[Any, Any] | None) -> str:

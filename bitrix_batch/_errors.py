@@ -95,12 +95,12 @@ class DuplicateKeyError(PlanError):
 class UnknownReferenceError(PlanError):
     """A reference names a command key that is not in the list."""
 
-    def __init__(self, key: Key, method: str, target: str) -> None:
+    def __init__(self, key: Key, method: str, target: str, detail: str = "") -> None:
         self.key = key
         self.method = method
         self.target = target
         super().__init__(
-            f"{_where(key, method)} refers to unknown command {target!r}"
+            f"{_where(key, method)} refers to unknown command {target!r}{detail}"
         )
 
 

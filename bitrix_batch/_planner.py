@@ -30,37 +30,54 @@ read referring to commands whose deepest level is L joins the chunk of those lev
 they share one chunk with room; otherwise a command goes on level L + 1. Each level fills one
 chunk at a time. A chunk waits only for the chunks its commands refer to, so independent chunks
 run at once and dependent ones start as soon as their producers finish.
+
+The `Packer` does this incrementally, one command at a time in an order where producers come
+first (the caller's order for a stream; a topological order for a whole list). A chunk is handed
+over when it is full and the chunks it refers to have been handed over, or when the packer is
+flushed; so a whole list is packed exactly as one pass would, and a stream is packed the same way
+as long as its window holds the commands that could share a chunk. A command referring to one
+already handed over is placed as if that producer were on level 0: it waits for it in the
+scheduler, and the client substitutes the value.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ._commands import Entry
 from ._errors import DependencyCycleError, InvalidReferenceError
 from ._types import Key
 
-__all__ = ["MAX_BATCH", "Chunk", "Plan", "plan"]
+__all__ = ["MAX_BATCH", "Chunk", "Packer", "Plan", "plan"]
 
 #: The most commands one ``batch`` call may carry.
 MAX_BATCH = 50
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Chunk:
-    """One planned HTTP request: the commands it carries, in order, and what it waits for."""
+    """One planned HTTP request: the commands it carries, in order, and what it waits for.
+
+    `after` (the ids of the chunks it waits for) is filled in by `plan`, for a whole list; the
+    scheduler works it out itself from the commands' references.
+    """
 
     id: int
-    members: list[int] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     after: set[int] = field(default_factory=set)
     level: int = 0
+
+    @property
+    def members(self) -> list[int]:
+        """The commands' indexes, in order."""
+        return [e.index for e in self.entries]
 
 
 @dataclass(slots=True)
 class Plan:
-    """The chunks for a command list, and where each command went."""
+    """The chunks for a whole command list, and where each command went."""
 
     entries: list[Entry]
     chunks: list[Chunk]
@@ -83,35 +100,172 @@ class Plan:
 def plan(
     entries: Sequence[Entry], *, halt: bool = False, max_batch: int = MAX_BATCH
 ) -> Plan:
-    """Pack checked entries into chunks following Rules 1 to 6.
+    """Pack a whole checked list (indexes ``0..n-1``) into chunks following Rules 1 to 6.
 
     Raises:
         DependencyCycleError: the references form a cycle (named in the message).
         InvalidReferenceError: with ``halt=True``, a reference points forwards.
     """
-    if not 1 <= max_batch <= MAX_BATCH:
-        raise ValueError(f"max_batch must be between 1 and {MAX_BATCH}")
     entries = list(entries)
-    order = _topological_order(entries)
-    if halt:
-        chunks, chunk_of = _pack_sequential(entries, max_batch)
-    else:
-        chunks, chunk_of = _pack_levels(entries, order, max_batch)
-        chunks, chunk_of = _number_by_level(chunks, chunk_of)
+    backwards = all(d < e.index for e in entries for d in e.deps)
+    if halt and not backwards:
+        e = next(e for e in entries if any(d >= e.index for d in e.deps))
+        target = entries[next(d for d in e.deps if d >= e.index)]
+        raise InvalidReferenceError(
+            e.key,
+            e.method,
+            f"$result[{target.skey}]",
+            "points forwards; with halt=True a command may only refer to an earlier one",
+        )
+    # Kahn's order keeps the caller's order where it can: when every reference points
+    # backwards that *is* the caller's order, and no cycle is possible.
+    order: Iterable[int] = range(len(entries)) if backwards else _topological_order(entries)
+    packer = Packer(halt=halt, max_batch=max_batch)
+    chunks: list[Chunk] = []
+    for i in order:
+        chunks.extend(packer.add(entries[i]))
+    chunks.extend(packer.flush())
+    chunk_of = [-1] * len(entries)
     for chunk in chunks:
-        for i in chunk.members:
-            for d in entries[i].deps:
+        for e in chunk.entries:
+            chunk_of[e.index] = chunk.id
+    for chunk in chunks:
+        if halt and chunk.id:
+            chunk.after.add(chunk.id - 1)  # Rule 6: one slice after the other
+        for e in chunk.entries:
+            for d in e.deps:
                 if chunk_of[d] != chunk.id:
                     chunk.after.add(chunk_of[d])
     return Plan(entries, chunks, chunk_of, halt)
 
 
+class Packer:
+    """Packs commands into chunks as they come; producers must come before their users.
+
+    `add` and `flush` return the chunks handed over, numbered in the order they are: a chunk
+    only ever refers to chunks handed over before it.
+    """
+
+    def __init__(self, *, halt: bool = False, max_batch: int = MAX_BATCH) -> None:
+        if not 1 <= max_batch <= MAX_BATCH:
+            raise ValueError(f"max_batch must be between 1 and {MAX_BATCH}")
+        self._halt = halt
+        self._max = max_batch
+        self._next_id = 0
+        #: The chunk being filled on each level (halt: on level 0, the current slice).
+        self._filling: dict[int, Chunk] = {}
+        #: Each command not handed over yet, and its chunk.
+        self._home: dict[int, Chunk] = {}
+        #: Full chunks still waiting for chunks they refer to: how many, and who waits.
+        self._missing: dict[int, int] = {}
+        self._waiters: dict[int, list[Chunk]] = {}
+        self._server_ref = False  # halt: the current slice holds a server-side reference
+
+    @property
+    def held(self) -> int:
+        """Commands added but not handed over yet."""
+        return len(self._home)
+
+    def add(self, entry: Entry) -> list[Chunk]:
+        """Place one command; return the chunks this completes and hands over."""
+        if self._halt:
+            return self._add_in_order(entry)
+        home = self._home
+        held = [home[d] for d in entry.deps if d in home]
+        chunk: Chunk | None = None
+        if not entry.deps:
+            chunk = self._open_at(0)
+        elif not held:
+            # Its producers are handed over already: the client substitutes their values, so
+            # it never shares their request (and never holds back level 0 while they run).
+            chunk = self._open_at(1)
+        else:
+            deepest = max(c.level for c in held)
+            homes = {id(c): c for c in held if c.level == deepest}
+            if entry.read and len(held) == len(entry.deps) and len(homes) == 1:
+                (only,) = homes.values()
+                if len(only.entries) < self._max:
+                    chunk = only  # Rule 3: a read may share its producer's request
+            if chunk is None:
+                chunk = self._open_at(deepest + 1)
+        return self._place(entry, chunk)
+
+    def _place(self, entry: Entry, chunk: Chunk) -> list[Chunk]:
+        chunk.entries.append(entry)
+        self._home[entry.index] = chunk
+        if len(chunk.entries) >= self._max:
+            if self._filling.get(chunk.level) is chunk:
+                del self._filling[chunk.level]
+            return self._complete(chunk)
+        return []
+
+    def flush(self) -> list[Chunk]:
+        """Hand over every chunk, full or not (the input ended, or the job must not wait)."""
+        out: list[Chunk] = []
+        for level in sorted(self._filling):  # producers' levels first
+            chunk = self._filling.pop(level)
+            out.extend(self._complete(chunk))
+        self._server_ref = False
+        return out
+
+    def _open_at(self, level: int) -> Chunk:
+        chunk = self._filling.get(level)
+        if chunk is None:
+            chunk = self._filling[level] = Chunk(-1, level=level)
+        return chunk
+
+    def _add_in_order(self, entry: Entry) -> list[Chunk]:
+        """halt=True: consecutive slices of the caller's order (Rule 6)."""
+        out: list[Chunk] = []
+        current = self._filling.get(0)
+        here = current is not None and any(self._home.get(d) is current for d in entry.deps)
+        if current is not None and (
+            len(current.entries) >= self._max or (not entry.read and (here or self._server_ref))
+        ):
+            out = self.flush()
+            here = False
+        chunk = self._open_at(0)
+        chunk.entries.append(entry)
+        self._home[entry.index] = chunk
+        self._server_ref = self._server_ref or here
+        return out
+
+    def _complete(self, chunk: Chunk) -> list[Chunk]:
+        """A chunk takes no more commands: hand it over once what it refers to is."""
+        producers = {
+            id(c): c
+            for e in chunk.entries
+            for d in e.deps
+            if (c := self._home.get(d)) is not None and c is not chunk
+        }
+        if producers:
+            self._missing[id(chunk)] = len(producers)
+            for c in producers.values():
+                self._waiters.setdefault(id(c), []).append(chunk)
+            return []
+        out: list[Chunk] = []
+        ready = [chunk]
+        while ready:
+            c = ready.pop()
+            c.id = self._next_id
+            self._next_id += 1
+            for e in c.entries:
+                del self._home[e.index]
+            out.append(c)
+            for w in self._waiters.pop(id(c), ()):
+                self._missing[id(w)] -= 1
+                if self._missing[id(w)] == 0:
+                    del self._missing[id(w)]
+                    ready.append(w)
+        return out
+
+
 def _topological_order(entries: list[Entry]) -> list[int]:
     """Kahn's algorithm, always taking the ready command the caller listed first."""
-    waiting = [len(set(e.deps)) for e in entries]
+    waiting = [len(e.deps) for e in entries]
     users: list[list[int]] = [[] for _ in entries]
     for e in entries:
-        for d in set(e.deps):
+        for d in e.deps:
             users[d].append(e.index)
     ready = [i for i, n in enumerate(waiting) if n == 0]
     heapq.heapify(ready)
@@ -142,84 +296,3 @@ def _find_cycle(entries: list[Entry], done: set[int]) -> list[Key]:
         i = min(d for d in entries[i].deps if d not in done)
     loop = walk[seen[i] :]  # each command refers to the next, the last to the first
     return [entries[j].key for j in (*loop, loop[0])]
-
-
-def _pack_levels(
-    entries: list[Entry], order: list[int], max_batch: int
-) -> tuple[list[Chunk], list[int]]:
-    chunks: list[Chunk] = []
-    chunk_of = [-1] * len(entries)
-    level = [0] * len(entries)
-    open_chunk: dict[int, Chunk] = {}
-
-    def place(i: int, chunk: Chunk) -> None:
-        chunk.members.append(i)
-        chunk_of[i] = chunk.id
-        level[i] = chunk.level
-
-    def open_at(lvl: int) -> Chunk:
-        chunk = open_chunk.get(lvl)
-        if chunk is None or len(chunk.members) >= max_batch:
-            chunk = Chunk(len(chunks), level=lvl)
-            chunks.append(chunk)
-            open_chunk[lvl] = chunk
-        return chunk
-
-    for i in order:
-        e = entries[i]
-        if not e.deps:
-            place(i, open_at(0))
-            continue
-        deepest = max(level[d] for d in e.deps)
-        if e.read:
-            homes = {chunk_of[d] for d in e.deps if level[d] == deepest}
-            if len(homes) == 1:
-                home = chunks[homes.pop()]
-                if len(home.members) < max_batch:
-                    place(i, home)  # Rule 3: a read may share its producer's request
-                    continue
-        place(i, open_at(deepest + 1))
-    return chunks, chunk_of
-
-
-def _number_by_level(
-    chunks: list[Chunk], chunk_of: list[int]
-) -> tuple[list[Chunk], list[int]]:
-    """Renumber chunks level by level, so that a chunk only waits for smaller ids."""
-    ordered = sorted(chunks, key=lambda c: (c.level, c.id))
-    new_id = {c.id: n for n, c in enumerate(ordered)}
-    for c in ordered:
-        c.id = new_id[c.id]
-    return ordered, [new_id[c] for c in chunk_of]
-
-
-def _pack_sequential(entries: list[Entry], max_batch: int) -> tuple[list[Chunk], list[int]]:
-    chunks: list[Chunk] = []
-    chunk_of = [-1] * len(entries)
-    current = Chunk(0)
-    server_ref_seen = False
-    for e in entries:
-        for d in e.deps:
-            if d >= e.index:
-                target = entries[d]
-                raise InvalidReferenceError(
-                    e.key,
-                    e.method,
-                    f"$result[{target.skey}]",
-                    "points forwards; with halt=True a command may only refer to an earlier one",
-                )
-        local = any(chunk_of[d] == current.id for d in e.deps)
-        must_cut = len(current.members) >= max_batch or (
-            not e.read and (local or server_ref_seen)
-        )
-        if must_cut and current.members:
-            chunks.append(current)
-            current = Chunk(len(chunks), after={len(chunks) - 1})
-            server_ref_seen = False
-            local = False
-        current.members.append(e.index)
-        chunk_of[e.index] = current.id
-        server_ref_seen = server_ref_seen or local
-    if current.members:
-        chunks.append(current)
-    return chunks, chunk_of

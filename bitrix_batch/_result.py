@@ -42,6 +42,9 @@ class SkipReason(StrEnum):
     HALTED = "HALTED"
     #: The HTTP request carrying it failed before the server ran anything.
     REQUEST_FAILED = "REQUEST_FAILED"
+    #: A command read from a stream was invalid (`detail` and `cause` say why); the commands
+    #: before and after it went on. (In a list, an invalid command is a `PlanError` instead.)
+    INVALID_COMMAND = "INVALID_COMMAND"
 
 
 @dataclass(frozen=True, slots=True)

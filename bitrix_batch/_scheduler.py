@@ -19,17 +19,17 @@ garbage.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._commands import Entry, ServerSide, Unresolved, render_params, resolve_value
-from ._encoding import encode_command
-from ._errors import CommandError, OutcomeUnknownError
-from ._planner import Plan
+from ._commands import Entry, ServerSide, Unresolved, render_command, resolve_value
+from ._errors import CommandError, OutcomeUnknownError, PlanError
+from ._planner import Chunk, Plan
 from ._refs import Token, segment_is_safe
 from ._response import BatchSections, as_int
 from ._result import CommandResult, Skip, SkipReason, Status
+from ._types import Key
 
 __all__ = ["ChunkRequest", "Scheduler", "Verdict"]
 
@@ -61,99 +61,194 @@ class _DependencyFailed(Unresolved):
 
 
 class Scheduler:
-    """Feeds chunks to the executor in dependency order and records every outcome."""
+    """Feeds chunks to the executor in dependency order and records every outcome.
+
+    A whole command list is one `Plan`. A stream arrives as a series of plans, one per window
+    (`extend`), until `close`; the scheduler then keeps only what is still pending, and of the
+    final outcomes only those a pending command refers to and those within `lookback` of the
+    last command read (``keep=False``; ``keep=True`` keeps every outcome for `results`).
+    """
 
     def __init__(
         self,
-        plan: Plan,
+        plan: Plan | None = None,
         *,
-        encode: Callable[[str, dict[str, Any]], str] = encode_command,
         verdict: Callable[[Entry, CommandError], Verdict] = lambda entry, error: "failed",
         command_attempts: int = 1,
+        halt: bool | None = None,
+        keep: bool = True,
+        lookback: int | None = None,
     ) -> None:
-        self.plan = plan
-        self._encode = encode
+        self.halt = plan.halt if plan is not None else bool(halt)
         self._verdict = verdict
         self._command_attempts = command_attempts
-        entries = plan.entries
-        self._outcomes: list[CommandResult | None] = [None] * len(entries)
-        # The planner's chunks are fixed; retries and parked commands get chunks of their own,
-        # appended here. `_chunk_of` says which chunk a command travels in now (it decides
-        # which references the server resolves); readiness still counts by the planned chunk.
-        self._members: list[list[int]] = [list(c.members) for c in plan.chunks]
-        self._chunk_of = list(plan.chunk_of)
-        self._attempts = [0] * len(entries)
+        self._keep = keep
+        self._lookback = lookback
+        # Per pending command (deleted once it is final): its entry, the chunk it travels in
+        # now (it decides which references the server resolves) and the chunk it was planned
+        # in (readiness counts by that one), and how often the server refused it.
+        self._entries: dict[int, Entry] = {}
+        self._chunk_of: dict[int, int] = {}
+        self._planned: dict[int, int] = {}
+        self._attempts: dict[int, int] = {}
+        # Final outcomes still needed, and how many pending commands refer to each command.
+        self._outcomes: dict[int, CommandResult] = {}
+        self._waiters: dict[int, int] = {}
+        self._count = 0  # commands added so far: the next index
+        self._swept = 0  # outcomes below this index have been considered for release
+        self._closed = False
+        # Per chunk: its members (until built), members not yet final, producer chunks not
+        # yet final, and the chunks waiting for it. Retries and parked commands get chunks of
+        # their own, numbered on from the planned ones.
+        self._members: dict[int, list[int]] = {}
+        self._open: dict[int, int] = {}
+        self._blocking: dict[int, int] = {}
+        self._users: dict[int, list[int]] = {}
+        self._next_chunk = 0
         self._parked: list[int] = []
         self._first = 0  # no command before this index is pending
         self._cancelled = False
         self._cancel_error: BaseException | None = None
-        self._open = [len(c.members) for c in plan.chunks]  # members not yet final
-        self._blocking = [len(c.after) for c in plan.chunks]  # producer chunks not final
-        self._users: list[list[int]] = [[] for _ in plan.chunks]
-        for chunk in plan.chunks:
-            for a in chunk.after:
-                self._users[a].append(chunk.id)
-        self._ready: deque[int] = deque(c.id for c in plan.chunks if not c.after)
-        self._new: list[CommandResult] = []
-        self._final = 0
+        self._ready: deque[int] = deque()
+        self._new: list[tuple[int, CommandResult]] = []
         self._in_flight = 0
         self._handed: set[int] = set()  # commands in a request that has not come back yet
         self._halted = False
+        self._read = 0  # commands of a stream read so far (the look-back's reference point)
+        self._last_planned: int | None = None
+        if plan is not None:
+            self.extend(plan.chunks)
+            self.close()
+
+    # --- taking work in -------------------------------------------------------------------
+
+    def extend(self, chunks: Iterable[Chunk]) -> None:
+        """Take in planned chunks; each refers only to chunks taken in before or to itself."""
+        if self._closed:
+            raise RuntimeError("the scheduler is closed")
+        for chunk in chunks:
+            cid = self._next_chunk
+            self._next_chunk += 1
+            members = []
+            for entry in chunk.entries:
+                i = entry.index
+                members.append(i)
+                self._entries[i] = entry
+                self._chunk_of[i] = self._planned[i] = cid
+                for d in entry.deps:
+                    self._waiters[d] = self._waiters.get(d, 0) + 1
+                if i >= self._count:
+                    self._count = i + 1
+            self._members[cid] = members
+            self._open[cid] = len(members)
+            after = set()
+            for entry in chunk.entries:  # producers in other chunks that are not final yet
+                for d in entry.deps:
+                    if d in self._entries and self._planned[d] != cid:
+                        after.add(self._planned[d])
+            if self.halt and self._last_planned is not None and self._last_planned in self._open:
+                after.add(self._last_planned)  # Rule 6: one slice after the other
+            self._last_planned = cid
+            for a in after:
+                self._users.setdefault(a, []).append(cid)
+            if after:
+                self._blocking[cid] = len(after)
+            else:
+                self._ready.append(cid)
+        if self._cancelled:
+            self._skip_rest(SkipReason.REQUEST_FAILED, str(self._cancel_error), self._cancel_error)
+        elif self._halted:
+            self._skip_rest(SkipReason.HALTED, "an earlier command failed and halt=True")
+        self._release_old()
+
+    def read_up_to(self, count: int) -> None:
+        """Say how many commands of a stream have been read: the look-back counts from there."""
+        self._read = max(self._read, count)
+        self._release_old()
+
+    def add_invalid(self, index: int, key: Key, method: str | None, error: PlanError) -> None:
+        """Record command `index` of a stream as never sent because it is invalid."""
+        self._count = max(self._count, index + 1)
+        skip = Skip(key, method or "", SkipReason.INVALID_COMMAND, str(error), error)
+        outcome = CommandResult(key, method or "", Status.SKIPPED, skip=skip)
+        self._new.append((index, outcome))
+        self._outcomes[index] = outcome  # kept like any outcome: its dependents are skipped
+        self._release_old()
+
+    def close(self) -> None:
+        """No more commands will come: every outcome nobody refers to can go."""
+        self._closed = True
+        self._release_old()
 
     # --- state ------------------------------------------------------------------------------
 
     @property
     def finished(self) -> bool:
-        """True once every command has a final outcome."""
-        return self._final == len(self.plan.entries)
+        """True once the input is closed and every command has a final outcome."""
+        return self._closed and not self._entries
 
     @property
     def in_flight(self) -> int:
         """Requests handed out and not yet completed or aborted."""
         return self._in_flight
 
+    @property
+    def stopped(self) -> bool:
+        """True after a fatal error or a halt: nothing taken in from now on is sent."""
+        return self._cancelled or self._halted
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is in flight and nothing is ready to go."""
+        return self._in_flight == 0 and not self.has_ready
+
+    @property
+    def added(self) -> int:
+        """Commands taken in so far."""
+        return self._count
+
     def outcome(self, index: int) -> CommandResult | None:
-        """The final outcome of command `index`, or None while it is pending."""
-        return self._outcomes[index]
+        """The final outcome of command `index` if it is kept, or None (pending, or released)."""
+        return self._outcomes.get(index)
 
     def results(self) -> list[CommandResult]:
-        """Every final outcome, in the caller's order."""
-        return [r for r in self._outcomes if r is not None]
+        """Every kept final outcome, in the caller's order."""
+        return [self._outcomes[i] for i in sorted(self._outcomes)]
 
-    def take_finished(self) -> list[CommandResult]:
-        """The outcomes that became final since the last call, in the order they did."""
+    def take_finished(self) -> list[tuple[int, CommandResult]]:
+        """``(index, outcome)`` for the outcomes that became final since the last call."""
         new, self._new = self._new, []
         return new
 
     def __repr__(self) -> str:
         return (
             f"<Scheduler ready={len(self._ready)} in_flight={self._in_flight}"
-            f" done={self._final}/{len(self.plan.entries)}>"
+            f" pending={len(self._entries)} added={self._count}>"
         )
 
     # --- handing out work -------------------------------------------------------------------
 
     @property
     def pending(self) -> int:
-        """Commands without a final outcome yet."""
-        return len(self.plan.entries) - self._final
+        """Commands taken in without a final outcome yet."""
+        return len(self._entries)
 
     @property
     def has_ready(self) -> bool:
         """True when `next_requests` has something to hand out."""
         if self._cancelled or not self._ready:
             return False
-        if self.plan.halt:
+        if self.halt:
             first = self._first_pending()
             return first is not None and self._chunk_of[first] in self._ready
         return True
 
     def _first_pending(self) -> int | None:
         # Outcomes only ever become final, so the first pending command only moves forward.
-        outcomes = self._outcomes
-        while self._first < len(outcomes) and outcomes[self._first] is not None:
+        entries = self._entries
+        while self._first < self._count and self._first not in entries:
             self._first += 1
-        return self._first if self._first < len(outcomes) else None
+        return self._first if self._first < self._count else None
 
     @property
     def parked(self) -> bool:
@@ -175,18 +270,18 @@ class Scheduler:
                 waiting.append(chunk_id)
         self._parked = waiting
 
+    def _pending_members(self, chunk_id: int) -> list[int]:
+        chunk_of = self._chunk_of
+        return [i for i in self._members[chunk_id] if chunk_of.get(i) == chunk_id]
+
     def _can_go(self, chunk_id: int, held: Callable[[str], bool]) -> bool:
         """Whether building the parked chunk again would send something: one of the commands
         that wait for nothing else in it (with halt, its first command) is no longer held."""
-        entries = self.plan.entries
-        members = [
-            i
-            for i in self._members[chunk_id]
-            if self._outcomes[i] is None and self._chunk_of[i] == chunk_id
-        ]
+        entries = self._entries
+        members = self._pending_members(chunk_id)
         if not members:
             return True
-        if self.plan.halt:
+        if self.halt:
             return not held(entries[members[0]].method)
         inside = set(members)
         return any(
@@ -196,11 +291,10 @@ class Scheduler:
         )
 
     def _producers_final(self, chunk_id: int) -> bool:
-        for i in self._members[chunk_id]:
-            if self._outcomes[i] is None:
-                for d in self.plan.entries[i].deps:
-                    if self._chunk_of[d] != chunk_id and self._outcomes[d] is None:
-                        return False
+        for i in self._pending_members(chunk_id):
+            for d in self._entries[i].deps:
+                if d in self._entries and self._chunk_of[d] != chunk_id:
+                    return False
         return True
 
     def next_requests(
@@ -215,7 +309,7 @@ class Scheduler:
         out: list[ChunkRequest] = []
         if self._cancelled:
             return out
-        if self.plan.halt:
+        if self.halt:
             return self._next_in_order(held)
         while self._ready and (limit is None or len(out) < limit):
             request = self._build(self._ready.popleft(), held)
@@ -243,8 +337,9 @@ class Scheduler:
         return [request]
 
     def _new_chunk(self, members: list[int]) -> int:
-        chunk_id = len(self._members)
-        self._members.append(members)
+        chunk_id = self._next_chunk
+        self._next_chunk += 1
+        self._members[chunk_id] = members
         for i in members:
             self._chunk_of[i] = chunk_id
         return chunk_id
@@ -252,67 +347,65 @@ class Scheduler:
     def _build(
         self, chunk_id: int, held: Callable[[str], bool] | None = None
     ) -> ChunkRequest | None:
-        plan = self.plan
-        members = [
-            i
-            for i in self._members[chunk_id]
-            if self._outcomes[i] is None and self._chunk_of[i] == chunk_id
-        ]
-        wire = _wire_keys([plan.entries[i] for i in members])
+        if chunk_id not in self._members:
+            return None  # every member became final before it was built
+        members = self._pending_members(chunk_id)
+        entries = self._entries
+        wire = _wire_keys([entries[i] for i in members])
         sending: dict[int, str] = {}
         cmd: dict[str, str] = {}
         parked: list[int] = []
         for i in members:
-            entry = plan.entries[i]
-            if self._outcomes[i] is not None:  # halted while this chunk was being built
+            entry = entries.get(i)
+            if entry is None:  # halted while this chunk was being built
                 continue
-            if parked and (plan.halt or any(d in parked for d in entry.deps)):
+            if parked and (self.halt or any(d in parked for d in entry.deps)):
                 parked.append(i)
                 continue
             if held is not None and held(entry.method):
                 parked.append(i)
                 continue
 
-            def resolve(token: Token, here: int = i) -> Any:
-                target = self._target(here, token)
-                if self._chunk_of[target] == chunk_id:
+            def resolve(token: Token, here: Entry = entry) -> Any:
+                target = here.targets[token.target]
+                if target in self._entries and self._chunk_of[target] == chunk_id:
                     if target not in sending:
-                        raise _DependencyFailed(f"command {plan.entries[target].key!r} is not sent")
+                        raise _DependencyFailed(f"command {entries[target].key!r} is not sent")
                     return ServerSide(token.render(sending[target]))
                 return self._value(target, token)
 
             try:
-                params = render_params(entry, resolve)
+                command = render_command(entry, resolve)
             except Unresolved as exc:
                 self._skip_unresolved(i, exc)
-                if plan.halt:
+                if self.halt:
                     self._halt_rest()
                 continue
             sending[i] = wire[i]
             self._handed.add(i)
-            cmd[wire[i]] = self._encode(entry.method, params)
-        if parked:
-            whole = not sending and len(parked) == len(members)
-            self._parked.append(chunk_id if whole else self._new_chunk(parked))
+            cmd[wire[i]] = command
+        whole = bool(parked) and not sending and len(parked) == len(members)
+        if whole:
+            self._parked.append(chunk_id)  # built again, whole, when its hold ends
+        else:
+            del self._members[chunk_id]
+            if parked:
+                self._parked.append(self._new_chunk(parked))
         if not sending:
             return None
-        entries = [plan.entries[i] for i in sending]
         return ChunkRequest(
             chunk_id=chunk_id,
-            halt=plan.halt,
+            halt=self.halt,
             cmd=cmd,
             members=tuple(sending),
             wire={w: i for i, w in sending.items()},
-            method_of={w: plan.entries[i].method for i, w in sending.items()},
-            writes=not all(e.read for e in entries),
+            method_of={w: entries[i].method for i, w in sending.items()},
+            writes=not all(entries[i].read for i in sending),
         )
-
-    def _target(self, index: int, token: Token) -> int:
-        return self.plan.entries[index].targets[token.target]
 
     def _value(self, target: int, token: Token) -> Any:
         """The value a token stands for, from a final outcome, with the server's walk."""
-        outcome = self._outcomes[target]
+        outcome = self._outcomes.get(target)
         if outcome is None:  # pragma: no cover - the plan orders producers first
             raise AssertionError("a producer is not final")
         if token.kind == "error":
@@ -321,7 +414,7 @@ class Scheduler:
             return resolve_value(outcome.error.as_dict(), token.path)
         if outcome.status is not Status.OK:
             raise _DependencyFailed(
-                f"command {outcome.key!r} it refers to is {outcome.status.value}"
+                f"command {outcome.key!r}, which it refers to, is {outcome.status.value}"
             )
         if token.kind == "result":
             return resolve_value(outcome.result, token.path)
@@ -341,15 +434,13 @@ class Scheduler:
         """
         self._in_flight -= 1
         self._handed.difference_update(request.members)
-        plan = self.plan
+        halt = self.halt
         stopped = False  # with halt=1 the server (or Rule 6) stopped at a failure
         again: list[int] = []
         for wire_key, i in request.wire.items():
-            entry = plan.entries[i]
+            entry = self._entries[i]
             ran = wire_key in sections.result or wire_key in sections.result_error
-            if again and (
-                (plan.halt and not ran) or any(d in again for d in entry.deps)
-            ):
+            if again and ((halt and not ran) or any(d in again for d in entry.deps)):
                 # Not run (the server halted at the refusal), or run on a value that is about
                 # to change (a read, Rule 3): it goes again with the refused command. A command
                 # that ran stays as it is, whatever: it is never sent twice.
@@ -361,12 +452,13 @@ class Scheduler:
             outcome = self._read_outcome(entry, wire_key, sections)
             if outcome.error is not None:
                 verdict = self._verdict(entry, outcome.error)
+                attempts = self._attempts.get(i, 0)
                 if (
                     verdict == "retry"
                     and not self._cancelled
-                    and self._attempts[i] + 1 < self._command_attempts
+                    and attempts + 1 < self._command_attempts
                 ):
-                    self._attempts[i] += 1
+                    self._attempts[i] = attempts + 1
                     again.append(i)
                     continue
                 if verdict == "unknown":
@@ -381,16 +473,16 @@ class Scheduler:
                             f"{outcome.error.code}: it may have run in part",
                         ),
                     )
-            if outcome.status is not Status.UNKNOWN:
-                problem = self._check_server_refs(i, request)
+            if outcome.status is not Status.UNKNOWN and entry.deps:
+                problem = self._check_server_refs(entry, request)
                 if problem is not None:
                     self._skip_unresolved(
                         i, problem, suffix="; it ran on a garbage value, its result is discarded"
                     )
-                    stopped = plan.halt
+                    stopped = halt
                     continue
             self._finalize(i, outcome)
-            stopped = plan.halt and outcome.status is not Status.OK
+            stopped = halt and outcome.status is not Status.OK
         if again:
             self._ready.appendleft(self._new_chunk(again))
         if stopped:
@@ -431,12 +523,11 @@ class Scheduler:
             ),
         )
 
-    def _check_server_refs(self, index: int, request: ChunkRequest) -> Unresolved | None:
-        entry = self.plan.entries[index]
+    def _check_server_refs(self, entry: Entry, request: ChunkRequest) -> Unresolved | None:
         for site in entry.sites:
             for token in site.tokens:
-                target = self._target(index, token)
-                if self._chunk_of[target] != request.chunk_id:
+                target = entry.targets[token.target]
+                if target not in request.members:
                     continue
                 try:
                     value = self._value(target, token)
@@ -462,7 +553,7 @@ class Scheduler:
         self._in_flight -= 1
         self._handed.difference_update(request.members)
         for i in request.members:
-            entry = self.plan.entries[i]
+            entry = self._entries[i]
             if ran == "no":
                 self._skip(i, SkipReason.REQUEST_FAILED, str(error), cause=error)
             else:
@@ -475,7 +566,7 @@ class Scheduler:
                         uncertain=OutcomeUnknownError(entry.key, entry.method, str(error)),
                     ),
                 )
-        if self.plan.halt:
+        if self.halt:
             self._halt_rest()
 
     def give_back(self, request: ChunkRequest) -> None:
@@ -496,24 +587,28 @@ class Scheduler:
     def cancel(self, error: BaseException) -> None:
         """Finalise every command not yet handed out as skipped with `error` (a fatal error).
 
-        Nothing is handed out after this, and refused commands are no longer sent again.
+        Nothing is handed out after this, refused commands are no longer sent again, and
+        commands added later are skipped at once.
         """
         self._cancelled = True
         self._cancel_error = error
         self._ready.clear()
         self._parked.clear()
-        for i, outcome in enumerate(self._outcomes):
-            if outcome is None and i not in self._handed:
-                self._skip(i, SkipReason.REQUEST_FAILED, str(error), cause=error)
+        self._skip_rest(SkipReason.REQUEST_FAILED, str(error), error)
 
     # --- bookkeeping -------------------------------------------------------------------------
 
     def _halt_rest(self) -> None:
         self._halted = True
         self._ready.clear()
-        for i, outcome in enumerate(self._outcomes):
-            if outcome is None and i not in self._handed:
-                self._skip(i, SkipReason.HALTED, "an earlier command failed and halt=True")
+        self._skip_rest(SkipReason.HALTED, "an earlier command failed and halt=True")
+
+    def _skip_rest(
+        self, reason: SkipReason, detail: str, cause: BaseException | None = None
+    ) -> None:
+        for i in sorted(self._entries):
+            if i not in self._handed:
+                self._skip(i, reason, detail, cause)
 
     def _skip_unresolved(self, index: int, exc: Unresolved, suffix: str = "") -> None:
         reason = (
@@ -526,23 +621,64 @@ class Scheduler:
     def _skip(
         self, index: int, reason: SkipReason, detail: str, cause: BaseException | None = None
     ) -> None:
-        entry = self.plan.entries[index]
+        entry = self._entries[index]
         skip = Skip(entry.key, entry.method, reason, detail, cause)
         self._finalize(index, CommandResult(entry.key, entry.method, Status.SKIPPED, skip=skip))
 
     def _finalize(self, index: int, outcome: CommandResult) -> None:
-        if self._outcomes[index] is not None:  # pragma: no cover - a bug, not an input
+        entry = self._entries.pop(index, None)
+        if entry is None:  # pragma: no cover - a bug, not an input
             raise AssertionError(f"command {outcome.key!r} finalised twice")
+        del self._chunk_of[index]
+        self._attempts.pop(index, None)
         self._outcomes[index] = outcome
-        self._new.append(outcome)
-        self._final += 1
-        chunk_id = self.plan.chunk_of[index]  # readiness counts by the planned chunk
+        self._new.append((index, outcome))
+        chunk_id = self._planned.pop(index)  # readiness counts by the planned chunk
         self._open[chunk_id] -= 1
         if self._open[chunk_id] == 0:
-            for user in self._users[chunk_id]:
+            del self._open[chunk_id]
+            for user in self._users.pop(chunk_id, ()):
                 self._blocking[user] -= 1
-                if self._blocking[user] == 0 and not self._halted:
-                    self._ready.append(user)
+                if self._blocking[user] == 0:
+                    del self._blocking[user]
+                    if not self._halted:
+                        self._ready.append(user)
+        horizon = self._horizon()
+        for d in entry.deps:
+            left = self._waiters[d] - 1
+            if left:
+                self._waiters[d] = left
+            else:
+                del self._waiters[d]
+                if not self._keep and d < horizon:
+                    self._outcomes.pop(d, None)
+        if not self._keep and index < horizon and index not in self._waiters:
+            del self._outcomes[index]
+
+    def _horizon(self) -> int:
+        """Outcomes below this index are kept only while a pending command refers to them."""
+        if self._closed:
+            return self._count
+        if self._lookback is None:
+            return 0
+        return self._read - self._lookback
+
+    def _release_old(self) -> None:
+        """Let go of final outcomes that fell behind the look-back and that nobody needs."""
+        if self._keep:
+            return
+        horizon = self._horizon()
+        if horizon <= self._swept:
+            return
+        outcomes, waiters = self._outcomes, self._waiters
+        if horizon - self._swept > len(outcomes):
+            for i in [i for i in outcomes if i < horizon and i not in waiters]:
+                del outcomes[i]
+        else:
+            for i in range(self._swept, horizon):
+                if i in outcomes and i not in waiters:
+                    del outcomes[i]
+        self._swept = horizon
 
 
 def _wire_keys(entries: list[Entry]) -> dict[int, str]:
@@ -562,5 +698,3 @@ def _wire_keys(entries: list[Entry]) -> dict[int, str]:
             wire[e.index] = f"_{n}"
             used.add(f"_{n}")
     return {e.index: wire[e.index] for e in entries}
-
-
