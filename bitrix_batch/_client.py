@@ -359,6 +359,16 @@ class BitrixClient:
         bug). Either way nothing more is sent, not even requests already waiting for the rate
         limiter, and the commands not sent are finalised as skipped.
         """
+        with _closing(job.intake):
+            return await self._run(job, progress, keep, sink)
+
+    async def _run(
+        self,
+        job: _Job,
+        progress: Progress | None,
+        keep: Callable[[list[tuple[int, CommandResult]]], None] | None,
+        sink: anyio.abc.ObjectSendStream[CommandResult] | None,
+    ) -> Exception | None:
         scheduler, intake = job.scheduler, job.intake
         wake_send, wake_receive = anyio.create_memory_object_stream[None](math.inf)
         fatal: list[Exception] = []
@@ -402,7 +412,7 @@ class BitrixClient:
             while True:
                 if intake is not None:
                     with _gc_paused():
-                        intake.feed()
+                        intake.feed(done)
                 room = self._max_concurrency - scheduler.in_flight
                 for request in scheduler.next_requests(limit=room, held=self._budget.is_held):
                     tg.start_soon(run_chunk, request)
@@ -682,6 +692,16 @@ class _JobStopped(_NotSent):
     def __init__(self, cause: Exception) -> None:
         super().__init__(f"not sent: the job stopped ({cause})")
         self.cause = cause
+
+
+@contextlib.contextmanager
+def _closing(intake: Intake | None) -> Iterator[None]:
+    """Stop reading a stream when its job ends, however it ends."""
+    try:
+        yield
+    finally:
+        if intake is not None:
+            intake.close()
 
 
 @asynccontextmanager

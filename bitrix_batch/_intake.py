@@ -85,8 +85,14 @@ class Intake:
     async def pump(self, wake: MemoryObjectSendStream[None]) -> None:
         """Read an async source into the buffer (run as a task; waits while the buffer is full)."""
         assert self._async is not None
+        with wake:
+            await self._pump(self._async, wake)
+
+    async def _pump(
+        self, source: AsyncIterable[Any], wake: MemoryObjectSendStream[None]
+    ) -> None:
         async with self._buffer_send:
-            iterator: AsyncIterator[Any] = aiter(self._async)
+            iterator: AsyncIterator[Any] = aiter(source)
             try:
                 async for item in iterator:
                     await self._buffer_send.send(item)
@@ -98,8 +104,12 @@ class Intake:
                         await aclose()
         wake.send_nowait(None)
 
-    def feed(self) -> None:
+    def feed(self, delivered: int) -> None:
         """Read what the window has room for, check and pack it, hand full chunks over.
+
+        `delivered` is how many outcomes the caller has been handed: the window counts every
+        command read and not yet handed over (pending, being packed, or final but waiting for
+        a slow reader), so a slow consumer holds the input back too.
 
         When the scheduler would otherwise sit idle (nothing in flight or ready) the chunks
         still filling are handed over as they are, so a slow source or a small window never
@@ -111,7 +121,7 @@ class Intake:
         if scheduler.stopped:
             self._finish()
             return
-        room = self._window - scheduler.pending - self._packer.held
+        room = self._window - (self._reader.count - delivered)
         ended = False
         if room > 0:
             items, ended = self._take(room)
@@ -160,10 +170,11 @@ class Intake:
     def _finish(self) -> None:
         self._scheduler.extend(self._packer.flush())
         self._scheduler.close()
-        self._buffer_close()
+        self.close()
         self.done = True
 
-    def _buffer_close(self) -> None:
+    def close(self) -> None:
+        """Stop reading (the job ended, or its caller left)."""
         if self._async is not None:
             self._buffer.close()
 

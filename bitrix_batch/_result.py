@@ -90,8 +90,8 @@ class BatchResult(Mapping[Key, CommandResult]):
     `skipped` (with the reason) and those whose outcome is unknown in `unknown`.
     """
 
-    __slots__ = ("_by_key", "result", "result_error", "result_next", "result_time",
-                 "result_total", "skipped", "unknown")
+    __slots__ = ("_by_key", "duplicates", "result", "result_error", "result_next",
+                 "result_time", "result_total", "skipped", "unknown")
 
     def __init__(self, outcomes: Iterable[CommandResult]) -> None:
         self._by_key: dict[Key, CommandResult] = {}
@@ -102,7 +102,13 @@ class BatchResult(Mapping[Key, CommandResult]):
         self.result_time: dict[Key, Mapping[str, Any]] = {}
         self.skipped: dict[Key, Skip] = {}
         self.unknown: dict[Key, CommandResult] = {}
+        #: Commands of a stream whose key was taken already: never sent, reported here since
+        #: the key's place holds the first command's outcome (a list cannot have any).
+        self.duplicates: list[CommandResult] = []
         for r in outcomes:
+            if r.key in self._by_key:
+                self.duplicates.append(r)
+                continue
             self._by_key[r.key] = r
             if r.status is Status.OK:
                 self.result[r.key] = r.result
@@ -131,7 +137,7 @@ class BatchResult(Mapping[Key, CommandResult]):
     @property
     def ok(self) -> bool:
         """True when every command succeeded."""
-        return len(self.result) == len(self._by_key)
+        return len(self.result) == len(self._by_key) and not self.duplicates
 
     def raise_for_errors(self) -> BatchResult:
         """Raise `CommandErrors` if any command failed, was skipped or has an unknown outcome.
@@ -140,6 +146,8 @@ class BatchResult(Mapping[Key, CommandResult]):
         """
         if not self.ok:
             not_run: dict[Key, Any] = dict(self.skipped)
+            for r in self.duplicates:
+                not_run.setdefault(r.key, r.skip)
             for key, r in self.unknown.items():
                 not_run[key] = r.uncertain if r.uncertain is not None else r
             raise CommandErrors(self.result_error, not_run)

@@ -1,0 +1,298 @@
+"""Streams: commands read lazily from iterables and async iterables, with bounded memory."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from bitrix_batch import BitrixClient, Ref, RetryPolicy, SkipReason, Status
+from bitrix_batch.emulator import Emulator, EmulatorConfig
+from tests.fake_bitrix import WEBHOOK, FakeBitrix
+
+
+def emulator() -> Emulator:
+    return Emulator(EmulatorConfig(rate_limit=False, operating_limit=False, seed_users=3))
+
+
+def client_for(emu: Emulator, **kwargs: Any) -> BitrixClient:
+    return BitrixClient(
+        emu.webhook_url(),
+        transport=httpx.ASGITransport(app=emu.app),
+        rate_limit=None,
+        retry=RetryPolicy.testing(),
+        **kwargs,
+    )
+
+
+def adds(n: int, start: int = 0) -> Iterator[tuple[str, Any]]:
+    for i in range(start, start + n):
+        yield f"a{i}", ("crm.lead.add", {"fields": {"TITLE": f"Lead {i}"}})
+
+
+def chains(n: int) -> Iterator[tuple[str, Any]]:
+    """user.get -> crm.lead.add using the user -> crm.lead.get of the new lead, n times."""
+    for i in range(n):
+        yield f"u{i}", ("user.get", {"filter": {"ID": 1 + i % 3}})
+        yield f"a{i}", ("crm.lead.add", {"fields": {"ASSIGNED_BY_ID": Ref(f"u{i}")[0]["ID"]}})
+        yield f"g{i}", ("crm.lead.get", {"id": Ref(f"a{i}")})
+
+
+async def collect(client: BitrixClient, cmd: Any, **kwargs: Any) -> list[Any]:
+    async with client.stream(cmd, **kwargs) as results:
+        return [r async for r in results]
+
+
+async def test_a_generator_is_packed_like_a_list() -> None:
+    """1,234 independent commands from a generator take ceil(1234/50) requests, all run once."""
+    emu = emulator()
+    async with client_for(emu) as client:
+        out = await collect(client, adds(1234))
+    assert len(out) == 1234
+    assert all(r.status is Status.OK for r in out)
+    assert emu.stats.requests == math.ceil(1234 / 50)
+    assert not emu.stats.duplicate_adds("lead")
+
+
+async def test_back_references_in_a_stream_resolve_as_in_a_list() -> None:
+    """Chains read lazily give the same requests as the same chains planned whole."""
+    emu_list, emu_stream = emulator(), emulator()
+    async with client_for(emu_list) as client:
+        whole = await client.batch(dict(chains(300)))
+    async with client_for(emu_stream) as client:
+        lazy = await client.batch(chains(300))
+    assert whole.ok
+    assert lazy.ok
+    assert list(lazy) == list(whole)  # every key, in the caller's order
+    assert emu_stream.stats.requests == emu_list.stats.requests
+    for i in range(300):
+        assert lazy.result[f"g{i}"]["ID"] == str(lazy.result[f"a{i}"])
+
+
+async def test_a_small_window_still_resolves_references_across_windows() -> None:
+    """With a window smaller than a chain's span, producers and users land in different
+    windows; the client substitutes the values, nothing is lost."""
+    emu = emulator()
+    async with client_for(emu) as client:
+        result = await client.batch(chains(200), window=7)
+    assert result.ok
+    for i in range(200):
+        assert result.result[f"g{i}"]["ID"] == str(result.result[f"a{i}"])
+
+
+async def test_the_input_is_read_only_a_window_ahead() -> None:
+    """At no point are more than `window` commands read and not yet final."""
+    emu = emulator()
+    pulled = 0
+    worst = 0
+
+    def source() -> Iterator[tuple[str, Any]]:
+        nonlocal pulled
+        for item in adds(3000):
+            pulled += 1
+            yield item
+
+    async with client_for(emu) as client, client.stream(source(), window=300) as results:
+        seen = 0
+        async for _ in results:
+            seen += 1
+            worst = max(worst, pulled - seen)
+    assert seen == 3000
+    # The window, plus what sits in the stream's hand-over buffer (50).
+    assert worst <= 300 + 50
+
+
+async def test_an_async_source_is_read_by_its_own_task() -> None:
+    """An async generator that trickles in commands: chunks still filling are sent rather
+    than waiting for a window that never fills."""
+    emu = emulator()
+
+    async def source() -> AsyncIterator[tuple[str, Any]]:
+        for i in range(120):
+            if i % 40 == 0:
+                await anyio.sleep(0.01)
+            yield f"a{i}", ("crm.lead.add", {"fields": {"TITLE": f"Lead {i}"}})
+        yield "check", ("crm.lead.get", {"id": Ref("a119")})
+
+    async with client_for(emu) as client:
+        with anyio.fail_after(10):
+            result = await client.batch(source())
+    assert result.ok
+    assert len(result) == 121
+    assert result.result["check"]["TITLE"] == "Lead 119"
+
+
+async def test_dict_items_is_a_stream() -> None:
+    """Any iterable of pairs is read lazily, dict views included."""
+    emu = emulator()
+    cmd = dict(adds(60))
+    async with client_for(emu) as client:
+        result = await client.batch(cmd.items())
+    assert list(result) == list(cmd)
+    assert result.ok
+
+
+async def test_an_invalid_command_in_a_stream_is_reported_and_the_job_goes_on() -> None:
+    """A bad command mid-stream is skipped with its error; its dependents are skipped in turn;
+    everything else runs."""
+    emu = emulator()
+
+    def source() -> Iterator[Any]:
+        yield from adds(10)
+        yield "bad", ("crm.lead.add", {"fields": {"TITLE": object()}})
+        yield "uses_bad", ("crm.lead.get", {"id": Ref("bad")})
+        yield "not_a_pair"
+        yield "dup", "user.current"
+        yield "dup", "user.current"
+        yield from adds(10, start=10)
+
+    async with client_for(emu) as client:
+        result = await client.batch(source())
+    assert len(result.result) == 21  # 20 adds and the first "dup"
+    bad = result.skipped["bad"]
+    assert bad.reason is SkipReason.INVALID_COMMAND
+    assert "TITLE" in bad.detail
+    assert "object" in bad.detail
+    assert result.skipped["uses_bad"].reason is SkipReason.DEPENDENCY_FAILED
+    [position] = [k for k, s in result.skipped.items() if "pair" in s.detail]
+    assert position == 12  # an item that is no pair is reported by its position
+    assert result["dup"].status is Status.OK  # the first keeps the key's place
+    [dup] = result.duplicates
+    assert dup.skip is not None and "duplicate command key 'dup'" in dup.skip.detail  # noqa: PT018
+    assert not result.ok
+    assert emu.stats.commands.get("crm.lead.add", 0) == 20
+
+
+async def test_references_point_backwards_within_the_look_back() -> None:
+    """In a stream a reference may name only one of the last `lookback` commands: a forward
+    reference (how a cycle would have to start) and one too far back are reported, naming
+    both keys, and never sent."""
+    emu = emulator()
+
+    def source() -> Iterator[tuple[str, Any]]:
+        yield "first", ("crm.lead.add", {"fields": {"TITLE": "first"}})
+        yield "ahead", ("crm.lead.get", {"id": Ref("later")})
+        yield from adds(20)
+        yield "far", ("crm.lead.get", {"id": Ref("first")})
+        yield "near", ("crm.lead.get", {"id": Ref("a19")})
+        yield "later", ("crm.lead.add", {"fields": {"TITLE": "later"}})
+
+    async with client_for(emu) as client:
+        out = {r.key: r async for r in _aiter(client, source(), lookback=5)}
+    for key, target in (("ahead", "later"), ("far", "first")):
+        skip = out[key].skip
+        assert skip is not None and skip.reason is SkipReason.INVALID_COMMAND  # noqa: PT018
+        assert repr(key) in skip.detail
+        assert repr(target) in skip.detail
+        assert "look-back" in skip.detail
+    assert out["near"].ok and out["later"].ok  # noqa: PT018
+    assert emu.stats.commands.get("crm.lead.get", 0) == 1
+
+
+async def _aiter(client: BitrixClient, cmd: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    async with client.stream(cmd, **kwargs) as results:
+        async for r in results:
+            yield r
+
+
+async def test_halt_in_a_stream_stops_reading() -> None:
+    """halt=True: after the first failure nothing later runs, and the rest of the input is
+    not even read."""
+    fake = FakeBitrix()
+    fake.methods["crm.lead.add"] = lambda params: 1
+
+    def fail(params: dict[str, Any]) -> Any:
+        from tests.fake_bitrix import Fail
+
+        raise Fail("ERROR_CORE", "no")
+
+    fake.methods["crm.lead.update"] = fail
+    pulled = 0
+
+    def source() -> Iterator[tuple[str, Any]]:
+        nonlocal pulled
+        for i in range(100_000):
+            pulled += 1
+            yield f"c{i}", ("crm.lead.update" if i == 70 else "crm.lead.add", {"id": i})
+
+    client = BitrixClient(WEBHOOK, transport=fake.transport(), rate_limit=None,
+                          retry=RetryPolicy.testing())
+    async with client:
+        result = await client.batch(source(), halt=True, window=200)
+    assert [k for k, r in result.items() if r.ok] == [f"c{i}" for i in range(70)]
+    assert "c70" in result.result_error
+    assert all(s.reason is SkipReason.HALTED for s in result.skipped.values())
+    assert pulled < 1000
+
+
+async def test_progress_counts_what_was_read() -> None:
+    """For a stream, progress reports (done, read so far), ending at the whole job."""
+    emu = emulator()
+    seen: list[tuple[int, int]] = []
+    async with client_for(emu) as client:
+        await client.batch(adds(500), window=100, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (500, 500)
+    assert all(d <= t for d, t in seen)
+    assert seen == sorted(seen)
+
+
+def _answer_every_add(request: httpx.Request) -> httpx.Response:
+    """A portal that keeps nothing: every command in a batch gets an ID."""
+    cmd = json.loads(request.content)["cmd"]
+    result = dict.fromkeys(cmd, 7)
+    timing = {key: {"operating": 0} for key in cmd}
+    return httpx.Response(200, json={"result": {"result": result, "result_time": timing}})
+
+
+def _stream_peak(n: int) -> int:
+    """Peak traced memory of streaming `n` adds from a generator through a fake portal."""
+
+    async def job() -> int:
+        client = BitrixClient(WEBHOOK, transport=httpx.MockTransport(_answer_every_add),
+                              rate_limit=None, retry=RetryPolicy.testing())
+        count = 0
+        async with client, client.stream(adds(n), window=500, lookback=500) as results:
+            async for r in results:
+                count += r.ok
+        return count
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        assert anyio.run(job) == n
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_stream_memory_is_bounded_by_the_window_not_the_job() -> None:
+    """Memory of a stream consumed as it goes does not grow with the job: 4x the commands,
+    (about) the same peak, far below what keeping every command would take."""
+    _stream_peak(500)  # one-time costs (imports, caches) out of the way
+    small = _stream_peak(5_000)
+    big = _stream_peak(20_000)
+    assert big < small * 1.25 + 100_000, (small, big)
+    assert big < 20_000 * 100  # keeping 20,000 commands would cost several hundred bytes each
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_streams_run_on_both_backends(backend: str) -> None:
+    """A lazily read async source under asyncio and trio alike."""
+    emu = emulator()
+
+    async def source() -> AsyncIterator[tuple[str, Any]]:
+        for item in adds(75):
+            yield item
+
+    async def job() -> int:
+        async with client_for(emu) as client:
+            return len((await client.batch(source())).result)
+
+    assert anyio.run(job, backend=backend) == 75
