@@ -10,8 +10,8 @@ The local Bitrix24 emulator lives in `bitrix_batch.emulator` and is not imported
 
 from __future__ import annotations
 
-from ._client import BitrixClient, CallResult
-from ._commands import Command
+from ._client import BitrixClient, CallResult, CommandStream
+from ._commands import Command, CommandInput, CommandList
 from ._errors import (
     APIError,
     AuthError,
@@ -34,7 +34,7 @@ from ._methods import MethodPolicy
 from ._oauth import OAuth, OAuthTokens
 from ._planner import MAX_BATCH, Plan
 from ._refs import Ref
-from ._result import BatchResult, CommandResult, Skip, SkipReason, Status
+from ._result import BatchResult, CommandResult, CommandTime, Skip, SkipReason, Status
 from ._retry import RetryPolicy
 from ._throttle import LeakyBucket, OperatingBudget, RateLimit, RateLimiter
 
@@ -50,7 +50,11 @@ __all__ = [
     "Command",
     "CommandError",
     "CommandErrors",
+    "CommandInput",
+    "CommandList",
     "CommandResult",
+    "CommandStream",
+    "CommandTime",
     "DependencyCycleError",
     "DuplicateKeyError",
     "InvalidCommandError",

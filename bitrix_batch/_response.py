@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import (
@@ -51,7 +51,7 @@ AUTH_CODES = frozenset(
 def php_map(value: Any) -> dict[str, Any]:
     """A batch map as ``{str key: value}``: ``[]`` is empty, a list maps index to value."""
     if isinstance(value, dict):
-        return {str(k): v for k, v in value.items()}
+        return value  # JSON object keys are strings already
     if isinstance(value, list):
         return {str(i): v for i, v in enumerate(value)}
     if value is None:
@@ -113,6 +113,8 @@ class BatchSections:
     result_next: dict[str, Any]
     result_time: dict[str, Any]
     time: Mapping[str, Any]
+    #: Equal strings of this answer shared between its commands' outcomes (dates, mostly).
+    strings: dict[str, str] = field(default_factory=dict)
 
 
 def decode_batch(body: Mapping[str, Any]) -> BatchSections:

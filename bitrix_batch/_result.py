@@ -15,7 +15,7 @@ from typing import Any
 from ._errors import CommandError, CommandErrors, OutcomeUnknownError
 from ._types import Key
 
-__all__ = ["BatchResult", "CommandResult", "Skip", "SkipReason", "Status"]
+__all__ = ["BatchResult", "CommandResult", "CommandTime", "Skip", "SkipReason", "Status"]
 
 
 class Status(Enum):
@@ -61,6 +61,69 @@ class Skip:
         return f"command {self.key!r} ({self.method}) not run: {self.reason.value}: {self.detail}"
 
 
+#: The fields of a command's ``time`` block, in the order portals send them.
+_TIME_FIELDS = (
+    "start",
+    "finish",
+    "duration",
+    "processing",
+    "date_start",
+    "date_finish",
+    "operating_reset_at",
+    "operating",
+)
+_KNOWN = frozenset(_TIME_FIELDS)
+_ABSENT: Any = object()
+
+
+class CommandTime(Mapping[str, Any]):
+    """A command's ``time`` block as the server sent it, as a compact read-only mapping.
+
+    A job of a million commands keeps a million of these: a slot per known field instead of
+    a dict, with the date strings of one answer shared. ``dict(t)`` gives the plain form.
+    """
+
+    __slots__ = _TIME_FIELDS
+
+    @classmethod
+    def of(cls, raw: Any, strings: dict[str, str] | None = None) -> Mapping[str, Any] | None:
+        """The compact form of a decoded time block; a block of another shape stays as it is.
+
+        `strings` shares equal date strings between the commands of one answer.
+        """
+        if not isinstance(raw, dict):
+            return None if raw is None else raw
+        if not raw.keys() <= _KNOWN:
+            return raw
+        t = cls.__new__(cls)
+        for name in _TIME_FIELDS:
+            value = raw.get(name, _ABSENT)
+            if strings is not None and type(value) is str:
+                value = strings.setdefault(value, value)
+            object.__setattr__(t, name, value)
+        return t
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _KNOWN:
+            raise KeyError(key)
+        value = getattr(self, key)
+        if value is _ABSENT:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in _TIME_FIELDS if getattr(self, name) is not _ABSENT)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("CommandTime is read-only")
+
+    def __repr__(self) -> str:
+        return f"CommandTime({dict(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     """The outcome of one command."""
@@ -90,16 +153,16 @@ class BatchResult(Mapping[Key, CommandResult]):
     `skipped` (with the reason) and those whose outcome is unknown in `unknown`.
     """
 
-    __slots__ = ("_by_key", "duplicates", "result", "result_error", "result_next",
-                 "result_time", "result_total", "skipped", "unknown")
+    __slots__ = ("_by_key", "_derived", "duplicates", "result", "result_error", "skipped",
+                 "unknown")
 
     def __init__(self, outcomes: Iterable[CommandResult]) -> None:
         self._by_key: dict[Key, CommandResult] = {}
         self.result: dict[Key, Any] = {}
         self.result_error: dict[Key, CommandError] = {}
-        self.result_total: dict[Key, int] = {}
-        self.result_next: dict[Key, int] = {}
-        self.result_time: dict[Key, Mapping[str, Any]] = {}
+        # result_total, result_next and result_time are built when first read: most jobs never
+        # read them, and a million entries each is a lot of memory to hold for nothing.
+        self._derived: dict[str, dict[Key, Any]] = {}
         self.skipped: dict[Key, Skip] = {}
         self.unknown: dict[Key, CommandResult] = {}
         #: Commands of a stream whose key was taken already: never sent, reported here since
@@ -118,12 +181,31 @@ class BatchResult(Mapping[Key, CommandResult]):
                 self.skipped[r.key] = r.skip
             elif r.status is Status.UNKNOWN:
                 self.unknown[r.key] = r
-            if r.total is not None:
-                self.result_total[r.key] = r.total
-            if r.next is not None:
-                self.result_next[r.key] = r.next
-            if r.time is not None:
-                self.result_time[r.key] = r.time
+
+    @property
+    def result_total(self) -> dict[Key, int]:
+        """`total` of each command that has one (list methods), like the server's map."""
+        return self._derive("total")
+
+    @property
+    def result_next(self) -> dict[Key, int]:
+        """`next` paging offset of each command that has one."""
+        return self._derive("next")
+
+    @property
+    def result_time(self) -> dict[Key, Mapping[str, Any]]:
+        """The `time` block of each command that ran."""
+        return self._derive("time")
+
+    def _derive(self, field_name: str) -> dict[Key, Any]:
+        got = self._derived.get(field_name)
+        if got is None:
+            got = self._derived[field_name] = {
+                key: value
+                for key, r in self._by_key.items()
+                if (value := getattr(r, field_name)) is not None
+            }
+        return got
 
     def __getitem__(self, key: Key) -> CommandResult:
         return self._by_key[key]

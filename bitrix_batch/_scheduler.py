@@ -28,7 +28,7 @@ from ._errors import CommandError, OutcomeUnknownError, PlanError
 from ._planner import Chunk, Plan
 from ._refs import Token, segment_is_safe
 from ._response import BatchSections, as_int
-from ._result import CommandResult, Skip, SkipReason, Status
+from ._result import CommandResult, CommandTime, Skip, SkipReason, Status
 from ._types import Key
 
 __all__ = ["ChunkRequest", "Scheduler", "Verdict"]
@@ -418,7 +418,8 @@ class Scheduler:
             )
         if token.kind == "result":
             return resolve_value(outcome.result, token.path)
-        base = {"next": outcome.next, "total": outcome.total, "time": outcome.time}[token.kind]
+        time = None if outcome.time is None else dict(outcome.time)
+        base = {"next": outcome.next, "total": outcome.total, "time": time}[token.kind]
         if base is None:
             raise Unresolved(f"command {outcome.key!r} has no {token.kind}")
         return resolve_value(base, token.path)
@@ -499,7 +500,7 @@ class Scheduler:
                 result=sections.result[wire_key],
                 total=as_int(sections.result_total.get(wire_key)),
                 next=as_int(sections.result_next.get(wire_key)),
-                time=sections.result_time.get(wire_key),
+                time=CommandTime.of(sections.result_time.get(wire_key), sections.strings),
             )
         if wire_key in sections.result_error:
             err = sections.result_error[wire_key]
