@@ -261,38 +261,55 @@ class Packer:
 
 
 def _topological_order(entries: list[Entry]) -> list[int]:
-    """Kahn's algorithm, always taking the ready command the caller listed first."""
-    waiting = [len(e.deps) for e in entries]
-    users: list[list[int]] = [[] for _ in entries]
-    for e in entries:
-        for d in e.deps:
-            users[d].append(e.index)
-    ready = [i for i, n in enumerate(waiting) if n == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
+    """Kahn's algorithm, always taking the ready command the caller listed first.
+
+    The caller's order is swept once; only a command that refers forwards waits (in a heap,
+    by index) until what it refers to is placed. That is the same order as Kahn's algorithm
+    with every ready command in a heap, at a fraction of the cost for a list whose references
+    mostly point backwards.
+    """
+    placed = bytearray(len(entries))
+    missing: dict[int, int] = {}
+    waiters: dict[int, list[int]] = {}
+    released: list[int] = []
+    order: list[int] = []
+
+    def place(i: int) -> None:
         order.append(i)
-        for u in users[i]:
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                heapq.heappush(ready, u)
+        placed[i] = 1
+        for w in waiters.pop(i, ()):
+            missing[w] -= 1
+            if missing[w] == 0:
+                heapq.heappush(released, w)
+
+    for e in entries:
+        while released:  # commands released so far precede this one (they come earlier)
+            place(heapq.heappop(released))
+        later = [d for d in e.deps if not placed[d]]
+        if later:
+            missing[e.index] = len(later)
+            for d in later:
+                waiters.setdefault(d, []).append(e.index)
+        else:
+            place(e.index)
+    while released:
+        place(heapq.heappop(released))
     if len(order) < len(entries):
-        raise DependencyCycleError(_find_cycle(entries, set(order)))
+        raise DependencyCycleError(_find_cycle(entries, placed))
     return order
 
 
-def _find_cycle(entries: list[Entry], done: set[int]) -> list[Key]:
+def _find_cycle(entries: list[Entry], placed: bytearray) -> list[Key]:
     """Name one cycle among the commands Kahn's algorithm could not order."""
     # Every command left over has a dependency left over, so walking dependencies must
     # come back to a command already on the walk.
-    start = min(i for i in range(len(entries)) if i not in done)
+    start = placed.index(0)
     seen: dict[int, int] = {}
     walk: list[int] = []
     i = start
     while i not in seen:
         seen[i] = len(walk)
         walk.append(i)
-        i = min(d for d in entries[i].deps if d not in done)
+        i = min(d for d in entries[i].deps if not placed[d])
     loop = walk[seen[i] :]  # each command refers to the next, the last to the first
     return [entries[j].key for j in (*loop, loop[0])]

@@ -188,3 +188,36 @@ def test_cycles_are_always_caught(cmd: dict[str, Any], data: st.DataObject) -> N
         make_plan(cmd)
     cycle = info.value.cycle
     assert cycle[0] == cycle[-1]
+
+
+def _kahn_with_heap(entries: list[Any]) -> list[int]:
+    """Textbook Kahn with every ready command in one min-heap: the order the planner keeps."""
+    import heapq
+
+    waiting = [len(e.deps) for e in entries]
+    users: list[list[int]] = [[] for _ in entries]
+    for e in entries:
+        for d in e.deps:
+            users[d].append(e.index)
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    return order
+
+
+@settings(max_examples=100, deadline=None)
+@given(dags())
+def test_the_order_is_the_earliest_listed_ready_command_first(cmd: dict[str, Any]) -> None:
+    """Rule 5's order: the one-sweep topological sort equals Kahn's with a heap of all ready
+    commands (the caller's order wherever the references allow)."""
+    from bitrix_batch._planner import _topological_order
+
+    entries = parse_commands(cmd, READS)
+    assert _topological_order(entries) == _kahn_with_heap(entries)
