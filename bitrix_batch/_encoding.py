@@ -75,6 +75,8 @@ _URLENCODE_TABLE: tuple[str, ...] = tuple(
     for b in range(256)
 )
 
+_ASCII_TABLE = {b: _URLENCODE_TABLE[b] for b in range(128) if _URLENCODE_TABLE[b] != chr(b)}
+
 # A key PHP stores as an integer (ZEND_HANDLE_NUMERIC_STR): optional "-", no leading
 # zero, at most 19 digits, inside zend_long. "-0", "01", "1.0", " 1" and "+1" stay
 # strings.
@@ -107,6 +109,8 @@ def urlencode(text: str) -> str:
     """
     if _PLAIN.fullmatch(text):  # the common case: nothing to encode
         return text
+    if text.isascii():  # one pass in C; a byte loop is needed only for UTF-8
+        return text.translate(_ASCII_TABLE)
     return "".join([_URLENCODE_TABLE[b] for b in _to_bytes(text)])
 
 
