@@ -468,8 +468,11 @@ def _compile(
     return template
 
 
-#: Encoded parameter names by key text: keys repeat in every command of a job.
-_NAMES: dict[str, str] = {}
+#: The encoded names of a container's parameters, by its name and its keys: the commands of a
+#: job mostly share a few shapes, so each name is built once. Only shapes whose keys are all
+#: plain str (or list indexes) are kept, and only so many.
+_SHAPES: dict[tuple[str | None, Any], tuple[str, ...]] = {}
+_MAX_SHAPES = 10_000
 
 
 class _Context:
@@ -500,19 +503,15 @@ def _walk(
             " the server's parse_str would drop them (or the structure contains itself)",
         )
     if type(container) is dict or isinstance(container, Mapping):
-        items: Iterable[tuple[Any, Any]] = container.items()
+        keys = tuple(container)
+        values: Iterable[Any] = container.values()
     else:
-        items = enumerate(container)
-    for k, value in items:
-        if type(k) is str:
-            part = _NAMES.get(k)
-            if part is None:
-                part = _name_part(k, path, ctx)
-        elif type(k) is int:
-            part = int.__repr__(k)
-        else:
-            part = _name_part(k, path, ctx)
-        name = part if prefix is None else prefix + "%5B" + part + "%5D"
+        keys = range(len(container))  # type: ignore[assignment]
+        values = container
+    names = _SHAPES.get((prefix, keys))
+    if names is None:
+        names = _names(prefix, keys, path, ctx)
+    for name, k, value in zip(names, keys, values):
         kind = type(value)
         if kind is str:
             if "$" in value and ctx.refs:
@@ -567,15 +566,27 @@ def _walk(
 _is_plain = _PLAIN.fullmatch
 
 
+def _names(
+    prefix: str | None, keys: Any, path: tuple[Any, ...], ctx: _Context
+) -> tuple[str, ...]:
+    """Check a container's keys and build its parameters' encoded names."""
+    parts = [_name_part(k, path, ctx) for k in keys]
+    names = tuple(parts if prefix is None else [f"{prefix}%5B{p}%5D" for p in parts])
+    if len(_SHAPES) < _MAX_SHAPES and (
+        type(keys) is range or all(type(k) is str for k in keys)
+    ):
+        _SHAPES[(prefix, keys)] = names
+    return names
+
+
 def _name_part(k: Any, path: tuple[Any, ...], ctx: _Context) -> str:
-    """The encoded text of one parameter key (slow path: anything but a known str or an int)."""
+    """The encoded text of one parameter key."""
     if type(k) is str:
         if not k.isascii():
             _check_text(ctx.key, ctx.method, k, (*path, k))
-        part = k if _is_plain(k) else urlencode(k)
-        if len(_NAMES) < 4096:
-            _NAMES[k] = part
-        return part
+        return k if _is_plain(k) else urlencode(k)
+    if type(k) is int:
+        return int.__repr__(k)
     if isinstance(k, bool) or not isinstance(k, str | int):
         raise InvalidCommandError(
             ctx.key, ctx.method, f"parameter key {k!r} at {_where(path) or 'the top level'}"

@@ -84,6 +84,14 @@ class CommandTime(Mapping[str, Any]):
     """
 
     __slots__ = _TIME_FIELDS
+    start: Any
+    finish: Any
+    duration: Any
+    processing: Any
+    date_start: Any
+    date_finish: Any
+    operating_reset_at: Any
+    operating: Any
 
     @classmethod
     def of(cls, raw: Any, strings: dict[str, str] | None = None) -> Mapping[str, Any] | None:
@@ -95,12 +103,22 @@ class CommandTime(Mapping[str, Any]):
             return None if raw is None else raw
         if not raw.keys() <= _KNOWN:
             return raw
-        t = cls.__new__(cls)
-        for name in _TIME_FIELDS:
-            value = raw.get(name, _ABSENT)
-            if strings is not None and type(value) is str:
-                value = strings.setdefault(value, value)
-            object.__setattr__(t, name, value)
+        get = raw.get
+        date_start, date_finish = get("date_start", _ABSENT), get("date_finish", _ABSENT)
+        if strings is not None:
+            if type(date_start) is str:
+                date_start = strings.setdefault(date_start, date_start)
+            if type(date_finish) is str:
+                date_finish = strings.setdefault(date_finish, date_finish)
+        t = cls.__new__(cls)  # slots set one by one: no __init__ call per command
+        t.start = get("start", _ABSENT)
+        t.finish = get("finish", _ABSENT)
+        t.duration = get("duration", _ABSENT)
+        t.processing = get("processing", _ABSENT)
+        t.date_start = date_start
+        t.date_finish = date_finish
+        t.operating_reset_at = get("operating_reset_at", _ABSENT)
+        t.operating = get("operating", _ABSENT)
         return t
 
     def __getitem__(self, key: str) -> Any:
@@ -117,16 +135,17 @@ class CommandTime(Mapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("CommandTime is read-only")
-
     def __repr__(self) -> str:
         return f"CommandTime({dict(self)!r})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CommandResult:
-    """The outcome of one command."""
+    """The outcome of one command (read it, do not change it).
+
+    Not a frozen dataclass on purpose: a job makes one per command, and a frozen one costs
+    three times as much to build.
+    """
 
     key: Key
     method: str

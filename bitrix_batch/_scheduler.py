@@ -493,14 +493,16 @@ class Scheduler:
         self, entry: Entry, wire_key: str, sections: BatchSections
     ) -> CommandResult:
         if wire_key in sections.result:
+            # Positional arguments: this runs once per command of the job.
             return CommandResult(
                 entry.key,
                 entry.method,
                 Status.OK,
-                result=sections.result[wire_key],
-                total=as_int(sections.result_total.get(wire_key)),
-                next=as_int(sections.result_next.get(wire_key)),
-                time=CommandTime.of(sections.result_time.get(wire_key), sections.strings),
+                sections.result[wire_key],
+                None,
+                as_int(sections.result_total.get(wire_key)),
+                as_int(sections.result_next.get(wire_key)),
+                CommandTime.of(sections.result_time.get(wire_key), sections.strings),
             )
         if wire_key in sections.result_error:
             err = sections.result_error[wire_key]
