@@ -54,6 +54,9 @@ __all__ = ["BitrixClient", "CallResult"]
 #: the total counts the commands read so far (the whole job's, once the input has ended).
 Progress = Callable[[int, int], None]
 
+#: How long an idle job waits for a slow async source before sending half-filled requests.
+_SOURCE_GRACE = 0.05
+
 #: A stream of commands: any iterable or async iterable of ``(key, command)`` pairs.
 CommandStream = Iterable[tuple[Any, Any]] | AsyncIterable[tuple[Any, Any]]
 
@@ -409,10 +412,14 @@ class BitrixClient:
         async with _single_errors(), anyio.create_task_group() as tg, wake_send, wake_receive:
             if intake is not None and intake.waiting_for_input:
                 tg.start_soon(intake.pump, wake_send.clone())
+            fed = -1  # outcomes handed over when the input was last read
             while True:
                 if intake is not None:
+                    fed = done
                     with _gc_paused():
                         intake.feed(done)
+                    if intake.failure is not None and not fatal:
+                        stop(intake.failure)  # the caller's iterator failed: as a callback's
                 room = self._max_concurrency - scheduler.in_flight
                 for request in scheduler.next_requests(limit=room, held=self._budget.is_held):
                     tg.start_soon(run_chunk, request)
@@ -435,18 +442,42 @@ class BitrixClient:
                     break
                 if scheduler.has_ready and scheduler.in_flight < self._max_concurrency:
                     continue  # chunks became ready while results were being handed over
-                if scheduler.in_flight > 0 or (intake is not None and intake.waiting_for_input):
-                    await self._wait_for_news(scheduler, wake_receive)
-                elif scheduler.parked:
-                    # Only commands of methods over their operating-time budget are left:
-                    # sleep until the first hold ends.
-                    release = self._budget.next_release()
-                    await self._sleep(0.0 if release is None else release - self._clock())
-                elif intake is None or intake.done:  # pragma: no cover - a scheduler bug
-                    raise AssertionError(f"scheduler stalled: {scheduler!r}")
+                if intake is not None and not intake.done and done != fed:
+                    continue  # outcomes were handed over: the window has room to read on
+                await self._wait(scheduler, intake, wake_receive)
                 scheduler.unpark(self._budget.is_held)
             tg.cancel_scope.cancel()  # the pump of an async source, if the job stopped early
         return fatal[0] if fatal else None
+
+    async def _wait(
+        self,
+        scheduler: Scheduler,
+        intake: Intake | None,
+        wake: anyio.abc.ObjectReceiveStream[None],
+    ) -> None:
+        """Wait for something to do: an answer, a hold's end, or more of an async source."""
+        slow_source = intake is not None and intake.waiting_for_input
+        if scheduler.in_flight > 0:
+            await self._wait_for_news(scheduler, wake)
+        elif scheduler.parked and not (slow_source and self._clock is anyio.current_time):
+            # Only commands of methods over their operating-time budget are left (and with
+            # an injected clock, the source cannot be waited on alongside): sleep until the
+            # first hold ends.
+            release = self._budget.next_release()
+            await self._sleep(0.0 if release is None else release - self._clock())
+        elif slow_source:
+            assert intake is not None
+            if intake.holding and scheduler.idle:
+                # Nothing to send but requests still filling up: give the source a moment to
+                # fill them, then send them as they are.
+                with anyio.move_on_after(_SOURCE_GRACE) as scope:
+                    await wake.receive()
+                if scope.cancelled_caught:
+                    intake.flush()
+            else:
+                await self._wait_for_news(scheduler, wake)
+        elif intake is None or intake.done:  # pragma: no cover - a scheduler bug
+            raise AssertionError(f"scheduler stalled: {scheduler!r}")
 
     async def _wait_for_news(
         self, scheduler: Scheduler, wake: anyio.abc.ObjectReceiveStream[None]

@@ -26,6 +26,7 @@ from ._errors import (
     DuplicateKeyError,
     InvalidCommandError,
     InvalidReferenceError,
+    InvalidStreamItemError,
     UnknownReferenceError,
 )
 from ._refs import MISSING, Ref, Token, find_tokens, resolve_path, segment_is_safe, splice_text
@@ -249,13 +250,18 @@ class CommandReader:
         """
         if (type(item) is not tuple and type(item) is not list) or len(item) != 2:
             self.count += 1
-            raise InvalidCommandError(
-                None,
-                None,
-                f"a stream item must be a (key, command) pair, not {type(item).__name__}"
+            raise InvalidStreamItemError(
+                self.count - 1,
+                f"it must be a (key, command) pair, not {type(item).__name__}"
                 " (use enumerate() for commands without keys)",
             )
-        return self.read(item[0], item[1])
+        key = item[0]
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            self.count += 1
+            raise InvalidStreamItemError(
+                self.count - 1, f"command keys are str or int, not {type(key).__name__}"
+            )
+        return self.read(key, item[1])
 
     def _known(self, skey: str) -> int | None:
         return self._index_of.get(skey)
@@ -265,7 +271,8 @@ class CommandReader:
         if self._lookback is None:
             return
         self._recent.append((skey, index))
-        while len(self._recent) > self._lookback:
+        # The command itself and the `lookback` commands before it.
+        while len(self._recent) > self._lookback + 1:
             old, old_index = self._recent.popleft()
             if self._index_of.get(old) == old_index:
                 del self._index_of[old]
@@ -511,7 +518,7 @@ def _walk(
     names = _SHAPES.get((prefix, keys))
     if names is None:
         names = _names(prefix, keys, path, ctx)
-    for name, k, value in zip(names, keys, values):
+    for name, k, value in zip(names, keys, values, strict=False):
         kind = type(value)
         if kind is str:
             if "$" in value and ctx.refs:

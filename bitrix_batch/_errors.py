@@ -43,6 +43,7 @@ __all__ = [
     "InvalidCommandError",
     "InvalidReferenceError",
     "InvalidResponseError",
+    "InvalidStreamItemError",
     "OperationTimeLimitError",
     "OutcomeUnknownError",
     "PlanError",
@@ -82,6 +83,18 @@ class InvalidCommandError(PlanError):
         self.method = method
         self.reason = reason
         super().__init__(f"{_where(key, method)}: {reason}")
+
+
+class InvalidStreamItemError(InvalidCommandError):
+    """An item of a stream is not a ``(key, command)`` pair with a str or int key.
+
+    Its outcome is reported under its position in the stream (`position`); `BatchResult` keeps
+    it in `rejected`, since that number may also be a real command's key.
+    """
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(None, None, f"stream item #{position}: {reason}")
+        self.position = position
 
 
 class DuplicateKeyError(PlanError):

@@ -13,7 +13,7 @@ holds up answers coming back.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -29,8 +29,9 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._commands import CommandReader
-from ._errors import InvalidCommandError, PlanError
+from ._errors import InvalidStreamItemError, PlanError
 from ._planner import Packer
+from ._result import SkipReason
 from ._scheduler import Scheduler
 
 __all__ = ["DEFAULT_LOOKBACK", "DEFAULT_WINDOW", "Intake", "is_stream"]
@@ -76,17 +77,35 @@ class Intake:
         else:
             self._sync = iter(source)
         self.done = False  # the input ended (or stopped being read) and everything is handed over
+        #: The exception the caller's iterator raised, if it did (the job stops on it).
+        self.failure: Exception | None = None
 
     @property
     def read(self) -> int:
         """Items read so far."""
         return self._reader.count
 
+    @property
+    def holding(self) -> bool:
+        """True while commands read are waiting for their request to fill up."""
+        return self._packer.held > 0
+
     async def pump(self, wake: MemoryObjectSendStream[None]) -> None:
-        """Read an async source into the buffer (run as a task; waits while the buffer is full)."""
+        """Read an async source into the buffer (run as a task; waits while the buffer is full).
+
+        An error from the source ends the input; the job then stops as after any fatal error
+        (`failure`), keeping the outcomes of what was sent.
+        """
         assert self._async is not None
         with wake:
-            await self._pump(self._async, wake)
+            try:
+                await self._pump(self._async, wake)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the job stopped reading (a halt, a fatal error, the caller left)
+            except Exception as exc:
+                self.failure = exc
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                wake.send_nowait(None)
 
     async def _pump(
         self, source: AsyncIterable[Any], wake: MemoryObjectSendStream[None]
@@ -102,7 +121,6 @@ class Intake:
                 if aclose is not None:
                     with anyio.CancelScope(shield=True):
                         await aclose()
-        wake.send_nowait(None)
 
     def feed(self, delivered: int) -> None:
         """Read what the window has room for, check and pack it, hand full chunks over.
@@ -111,9 +129,10 @@ class Intake:
         command read and not yet handed over (pending, being packed, or final but waiting for
         a slow reader), so a slow consumer holds the input back too.
 
-        When the scheduler would otherwise sit idle (nothing in flight or ready) the chunks
-        still filling are handed over as they are, so a slow source or a small window never
-        stalls the job. After a halt or a fatal error the rest of the input is not read.
+        When a synchronous source has filled the window with commands that all wait for their
+        requests to fill up, those requests go as they are, so a small window never stalls the
+        job (an async source is flushed by the executor once it has been slow for a moment).
+        After a halt or a fatal error the rest of the input is not read.
         """
         if self.done:
             return
@@ -125,21 +144,34 @@ class Intake:
         ended = False
         if room > 0:
             items, ended = self._take(room)
-            for item in items:
+            for n, item in enumerate(items):
                 if not self._add(item):
+                    self._halted(items[n + 1 :])
                     ended = True  # halt: nothing after an invalid command runs
                     break
             scheduler.read_up_to(self._reader.count)
         if ended or scheduler.stopped:
             self._finish()
-        elif self._packer.held and scheduler.idle:
-            scheduler.extend(self._packer.flush())
+        elif self._sync is not None and self._packer.held and scheduler.idle:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the requests still filling up as they are."""
+        self._scheduler.extend(self._packer.flush(), referred=True)
 
     def _take(self, room: int) -> tuple[list[Any], bool]:
+        items: list[Any] = []
         if self._sync is not None:
-            items = list(itertools.islice(self._sync, room))
-            return items, len(items) < room
-        items = []
+            append, pull = items.append, self._sync.__next__
+            try:
+                for _ in range(room):
+                    append(pull())
+            except StopIteration:
+                return items, True
+            except Exception as exc:  # the caller's iterator failed: the input ends here,
+                self.failure = exc  # and what it gave before still runs
+                return items, True
+            return items, False
         ended = False
         while len(items) < room:
             try:
@@ -158,17 +190,34 @@ class Intake:
             entry = reader.read_item(item)
         except PlanError as error:
             index = reader.count - 1
-            key = getattr(error, "key", None)
-            if key is None:
-                key = item[0] if _is_pair(item) and _is_key(item[0]) else index
-            method = error.method if isinstance(error, InvalidCommandError) else None
-            self._scheduler.add_invalid(index, key, method or getattr(error, "method", None), error)
+            key: Any = index if isinstance(error, InvalidStreamItemError) else item[0]
+            method = getattr(error, "method", None)
+            self._scheduler.add_skipped(
+                index, key, method, SkipReason.INVALID_COMMAND, str(error), error
+            )
             return not self._halt
-        self._scheduler.extend(self._packer.add(entry))
+        # Counted now, not when its request is handed over: what it refers to must be kept.
+        self._scheduler.refer(entry)
+        self._scheduler.extend(self._packer.add(entry), referred=True)
         return True
 
+    def _halted(self, items: list[Any]) -> None:
+        """Report items read after an invalid command with halt=True: never sent."""
+        for item in items:
+            index = self._reader.count
+            self._reader.count += 1
+            key = item[0] if _is_pair(item) and _is_key(item[0]) else index
+            method = item[1][0] if _is_pair(item) and isinstance(item[1], tuple) else None
+            self._scheduler.add_skipped(
+                index,
+                key,
+                method if isinstance(method, str) else None,
+                SkipReason.HALTED,
+                "an earlier command was invalid and halt=True",
+            )
+
     def _finish(self) -> None:
-        self._scheduler.extend(self._packer.flush())
+        self.flush()
         self._scheduler.close()
         self.close()
         self.done = True

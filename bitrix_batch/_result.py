@@ -7,12 +7,13 @@ ordered as the caller listed the commands; never PHP's ``[]`` for an empty map.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
 
-from ._errors import CommandError, CommandErrors, OutcomeUnknownError
+from ._errors import CommandError, CommandErrors, InvalidStreamItemError, OutcomeUnknownError
 from ._types import Key
 
 __all__ = ["BatchResult", "CommandResult", "CommandTime", "Skip", "SkipReason", "Status"]
@@ -172,7 +173,7 @@ class BatchResult(Mapping[Key, CommandResult]):
     `skipped` (with the reason) and those whose outcome is unknown in `unknown`.
     """
 
-    __slots__ = ("_by_key", "_derived", "duplicates", "result", "result_error", "skipped",
+    __slots__ = ("_by_key", "_derived", "rejected", "result", "result_error", "skipped",
                  "unknown")
 
     def __init__(self, outcomes: Iterable[CommandResult]) -> None:
@@ -184,12 +185,13 @@ class BatchResult(Mapping[Key, CommandResult]):
         self._derived: dict[str, dict[Key, Any]] = {}
         self.skipped: dict[Key, Skip] = {}
         self.unknown: dict[Key, CommandResult] = {}
-        #: Commands of a stream whose key was taken already: never sent, reported here since
-        #: the key's place holds the first command's outcome (a list cannot have any).
-        self.duplicates: list[CommandResult] = []
+        #: Commands of a stream that have no place under a key of their own (a list cannot have
+        #: any): a key taken already (``5`` and ``"5"`` are one key), or an item that was no
+        #: ``(key, command)`` pair (reported under its position). Never sent.
+        self.rejected: list[CommandResult] = []
         for r in outcomes:
-            if r.key in self._by_key:
-                self.duplicates.append(r)
+            if _unplaced(r) or _taken(r.key, self._by_key):
+                self.rejected.append(r)
                 continue
             self._by_key[r.key] = r
             if r.status is Status.OK:
@@ -238,7 +240,7 @@ class BatchResult(Mapping[Key, CommandResult]):
     @property
     def ok(self) -> bool:
         """True when every command succeeded."""
-        return len(self.result) == len(self._by_key) and not self.duplicates
+        return len(self.result) == len(self._by_key) and not self.rejected
 
     def raise_for_errors(self) -> BatchResult:
         """Raise `CommandErrors` if any command failed, was skipped or has an unknown outcome.
@@ -247,7 +249,7 @@ class BatchResult(Mapping[Key, CommandResult]):
         """
         if not self.ok:
             not_run: dict[Key, Any] = dict(self.skipped)
-            for r in self.duplicates:
+            for r in self.rejected:
                 not_run.setdefault(r.key, r.skip)
             for key, r in self.unknown.items():
                 not_run[key] = r.uncertain if r.uncertain is not None else r
@@ -259,3 +261,21 @@ class BatchResult(Mapping[Key, CommandResult]):
             f"<BatchResult ok={len(self.result)} failed={len(self.result_error)}"
             f" skipped={len(self.skipped)} unknown={len(self.unknown)}>"
         )
+
+
+def _unplaced(r: CommandResult) -> bool:
+    """An outcome reported under a stream position rather than a key of its own."""
+    return r.skip is not None and isinstance(r.skip.cause, InvalidStreamItemError)
+
+
+def _taken(key: Key, by_key: Mapping[Key, Any]) -> bool:
+    """Whether `key` or its twin (``5`` for ``"5"``, and back) has a place already."""
+    if key in by_key:
+        return True
+    if not isinstance(key, str):
+        return str(key) in by_key
+    return _CANONICAL_INT.fullmatch(key) is not None and int(key) in by_key
+
+
+# A str key the server reads as the same array key as an int (PHP's canonical integers).
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._commands import Entry, ServerSide, Unresolved, render_command, resolve_value
-from ._errors import CommandError, OutcomeUnknownError, PlanError
+from ._errors import CommandError, OutcomeUnknownError
 from ._planner import Chunk, Plan
 from ._refs import Token, segment_is_safe
 from ._response import BatchSections, as_int
@@ -122,8 +122,17 @@ class Scheduler:
 
     # --- taking work in -------------------------------------------------------------------
 
-    def extend(self, chunks: Iterable[Chunk]) -> None:
-        """Take in planned chunks; each refers only to chunks taken in before or to itself."""
+    def refer(self, entry: Entry) -> None:
+        """Note, when a stream's command is read, that it needs what it refers to kept (its
+        chunk may be handed over much later); then `extend` it with ``referred=True``."""
+        for d in entry.deps:
+            self._waiters[d] = self._waiters.get(d, 0) + 1
+
+    def extend(self, chunks: Iterable[Chunk], *, referred: bool = False) -> None:
+        """Take in planned chunks; each refers only to chunks taken in before or to itself.
+
+        ``referred``: the commands' references were counted already (`refer`).
+        """
         if self._closed:
             raise RuntimeError("the scheduler is closed")
         for chunk in chunks:
@@ -135,8 +144,8 @@ class Scheduler:
                 members.append(i)
                 self._entries[i] = entry
                 self._chunk_of[i] = self._planned[i] = cid
-                for d in entry.deps:
-                    self._waiters[d] = self._waiters.get(d, 0) + 1
+                if not referred:
+                    self.refer(entry)
                 if i >= self._count:
                     self._count = i + 1
             self._members[cid] = members
@@ -166,10 +175,18 @@ class Scheduler:
         self._read = max(self._read, count)
         self._release_old()
 
-    def add_invalid(self, index: int, key: Key, method: str | None, error: PlanError) -> None:
-        """Record command `index` of a stream as never sent because it is invalid."""
+    def add_skipped(
+        self,
+        index: int,
+        key: Key,
+        method: str | None,
+        reason: SkipReason,
+        detail: str,
+        cause: BaseException | None = None,
+    ) -> None:
+        """Record command `index` of a stream as never sent (invalid, or read after a halt)."""
         self._count = max(self._count, index + 1)
-        skip = Skip(key, method or "", SkipReason.INVALID_COMMAND, str(error), error)
+        skip = Skip(key, method or "", reason, detail, cause)
         outcome = CommandResult(key, method or "", Status.SKIPPED, skip=skip)
         self._new.append((index, outcome))
         self._outcomes[index] = outcome  # kept like any outcome: its dependents are skipped

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
 from bitrix_batch import BitrixClient, Ref, RetryPolicy, SkipReason, Status
 from bitrix_batch.emulator import Emulator, EmulatorConfig
-from tests.fake_bitrix import WEBHOOK, FakeBitrix
+from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
 
 
 def emulator() -> Emulator:
@@ -161,11 +162,13 @@ async def test_an_invalid_command_in_a_stream_is_reported_and_the_job_goes_on() 
     assert "TITLE" in bad.detail
     assert "object" in bad.detail
     assert result.skipped["uses_bad"].reason is SkipReason.DEPENDENCY_FAILED
-    [position] = [k for k, s in result.skipped.items() if "pair" in s.detail]
-    assert position == 12  # an item that is no pair is reported by its position
     assert result["dup"].status is Status.OK  # the first keeps the key's place
-    [dup] = result.duplicates
-    assert dup.skip is not None and "duplicate command key 'dup'" in dup.skip.detail  # noqa: PT018
+    not_a_pair, dup = result.rejected
+    assert not_a_pair.key == 12  # an item that is no pair is reported by its position
+    assert not_a_pair.skip is not None
+    assert "pair" in not_a_pair.skip.detail
+    assert dup.skip is not None
+    assert "duplicate command key 'dup'" in dup.skip.detail
     assert not result.ok
     assert emu.stats.commands.get("crm.lead.add", 0) == 20
 
@@ -209,8 +212,6 @@ async def test_halt_in_a_stream_stops_reading() -> None:
     fake.methods["crm.lead.add"] = lambda params: 1
 
     def fail(params: dict[str, Any]) -> Any:
-        from tests.fake_bitrix import Fail
-
         raise Fail("ERROR_CORE", "no")
 
     fake.methods["crm.lead.update"] = fail
@@ -296,3 +297,165 @@ def test_streams_run_on_both_backends(backend: str) -> None:
             return len((await client.batch(source())).result)
 
     assert anyio.run(job, backend=backend) == 75
+
+
+def _fake_adds() -> FakeBitrix:
+    fake = FakeBitrix()
+    fake.methods["crm.lead.add"] = lambda params: 1
+
+    def fail(params: dict[str, Any]) -> Any:
+        raise Fail("ERROR_CORE", "no")
+
+    fake.methods["crm.fail"] = fail
+    return fake
+
+
+def _fake_client(fake: FakeBitrix) -> BitrixClient:
+    return BitrixClient(WEBHOOK, transport=fake.transport(), rate_limit=None,
+                        retry=RetryPolicy.testing())
+
+
+async def test_what_a_packed_command_refers_to_is_kept_until_it_is_sent() -> None:
+    """A write refers to a command within the look-back and waits for its request to fill up
+    while the input is read on past the look-back: the value it needs is still there."""
+
+    def source() -> Iterator[tuple[str, Any]]:
+        yield from adds(50)
+        yield "u", ("crm.lead.add", {"fields": {"TITLE": "u", "COMMENTS": Ref("a0")}})
+        yield from adds(300, start=50)
+
+    emu = emulator()
+    async with client_for(emu) as client:
+        out = {r.key: r for r in await collect(client, source(), lookback=60, window=151)}
+    assert len(out) == 351
+    assert out["u"].ok, out["u"]
+
+
+async def test_lookback_counts_the_commands_before_it() -> None:
+    """lookback=1: a command may refer to the one just before it, and no further."""
+    source = iter([
+        ("a", ("user.current", {})),
+        ("b", ("user.get", {"ID": Ref("a")["ID"]})),
+        ("c", ("user.get", {"ID": Ref("a")["ID"]})),
+    ])
+    emu = emulator()
+    async with client_for(emu) as client:
+        out = {r.key: r for r in await collect(client, source, lookback=1)}
+    assert out["b"].ok
+    assert out["c"].skip is not None
+    assert out["c"].skip.reason is SkipReason.INVALID_COMMAND
+
+
+async def test_an_int_and_a_str_key_are_one_key_in_a_stream() -> None:
+    """'5' and 5 are one key, as on the server: the second is rejected, never sent."""
+    source: Iterator[Any] = iter([("5", ("user.current", {})), (5, ("user.current", {}))])
+    emu = emulator()
+    async with client_for(emu) as client:
+        result = await client.batch(source)
+    assert list(result) == ["5"]
+    [dup] = result.rejected
+    assert dup.key == 5
+    assert emu.stats.commands.get("user.current", 0) == 1
+
+
+async def test_a_bad_item_never_takes_a_real_keys_place() -> None:
+    """An item reported under its position (1) does not displace the real command 1."""
+    source: Iterator[Any] = iter(
+        [(0, ("user.current", {})), "garbage", (1, ("user.current", {}))]
+    )
+    emu = emulator()
+    async with client_for(emu) as client:
+        result = await client.batch(source)
+    assert result[1].ok
+    assert [r.key for r in result.rejected] == [1]
+
+
+async def test_an_async_source_is_packed_like_a_sync_one() -> None:
+    """A fast async generator fills requests as a list would (25 for 1,234 commands)."""
+
+    async def source() -> AsyncIterator[tuple[str, Any]]:
+        for item in adds(1234):
+            yield item
+
+    emu = emulator()
+    async with client_for(emu) as client:
+        result = await client.batch(source())
+    assert result.ok
+    assert emu.stats.requests <= 26
+
+
+async def test_a_window_of_one_with_an_async_source_runs_to_the_end() -> None:
+    """The smallest window: one command at a time, no stall."""
+
+    async def source() -> AsyncIterator[tuple[str, Any]]:
+        for item in adds(5):
+            yield item
+
+    async with _fake_client(_fake_adds()) as client:
+        with anyio.fail_after(10):
+            out = await collect(client, source(), window=1)
+    assert len(out) == 5
+
+
+async def test_held_methods_and_an_async_source_on_an_injected_clock() -> None:
+    """A method over its operating-time budget, an async source, the client's own clock:
+    the job sleeps until the hold ends instead of waiting for the source forever."""
+    from bitrix_batch.emulator import MethodCost
+    from tests.fake_clock import FakeClock
+
+    clock = FakeClock()
+    emu = Emulator(EmulatorConfig(
+        clock=clock.wall, rate_limit=False, operating_limit=True,
+        costs={"crm.lead.add": MethodCost(2.0), "*": MethodCost(0.2)},
+    ))
+    client = BitrixClient(emu.webhook_url(), transport=httpx.ASGITransport(app=emu.app),
+                          clock=clock, sleep=clock.sleep, wall_clock=clock.wall,
+                          rate_limit=None, retry=RetryPolicy(attempts=10, wait_jitter=0.0))
+
+    async def source() -> AsyncIterator[tuple[str, Any]]:
+        for item in adds(300):
+            yield item
+
+    with anyio.fail_after(20):
+        async with client:
+            out = await collect(client, source(), window=60)
+    assert len(out) == 300
+    assert all(r.ok for r in out)
+
+
+async def test_halt_stops_an_async_source_cleanly() -> None:
+    """halt=True, an async source and a failure: the job ends without an error of its own;
+    what was read after the failure is reported halted, nothing after it runs."""
+
+    async def source() -> AsyncIterator[tuple[str, Any]]:
+        for i in range(1000):
+            yield (f"x{i}", ("crm.fail", {})) if i == 120 else (f"a{i}", ("crm.lead.add", {}))
+            await anyio.lowlevel.checkpoint()
+
+    for _ in range(3):
+        fake = _fake_adds()
+        async with _fake_client(fake) as client:
+            with anyio.fail_after(10):
+                out = await collect(client, source(), halt=True, window=100)
+        assert [r.key for r in out if r.ok] == [f"a{i}" for i in range(120)]
+        assert out[120].key == "x120"
+        assert all(r.skip is not None and r.skip.reason is SkipReason.HALTED for r in out[121:])
+
+
+async def test_a_failing_source_stops_the_job_and_keeps_what_was_sent() -> None:
+    """The caller's iterator raising is like a callback raising: it comes out as itself, and
+    the outcome of every command read (the writes sent included) is attached."""
+
+    def source() -> Iterator[tuple[str, Any]]:
+        yield from adds(170)
+        raise ValueError("source broke")
+
+    fake = _fake_adds()
+    async with _fake_client(fake) as client:
+        with pytest.raises(ValueError, match="source broke") as info:
+            await client.batch(source(), window=100)
+    result = info.value.bitrix_batch_result  # type: ignore[attr-defined]
+    assert len(result) == 170
+    sent = {key for _, payload in fake.requests for key in payload["cmd"]}
+    assert sent
+    assert all(result[key].ok for key in sent)
