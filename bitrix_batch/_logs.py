@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 __all__ = ["protect_logs"]
 
-_LOGGERS = ("httpx", "httpcore")
+_LOGGERS = ("httpx", "httpcore", "bitrix_batch")
 
 
 class _RedactSecrets(logging.Filter):

@@ -404,13 +404,28 @@ async def test_internal_error_of_a_write_is_not_resent() -> None:
     assert [list(b) for b in fake.batches] == [["w", "r"], ["r"]]
 
 
-async def test_httpx_log_lines_never_show_the_webhook_code(
+async def test_request_log_lines_never_show_the_webhook_code(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """httpx logs request URLs at INFO; the webhook code is masked in them."""
+    """Each request is logged (DEBUG, logger bitrix_batch) with the webhook code masked."""
     fake = lead_store()
     with caplog.at_level(logging.DEBUG):
         async with client_for(fake) as client:
+            await client.batch(["user.current"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "bitrix_batch"]
+    assert lines == ["HTTP Request: POST https://portal.example/rest/1/***/batch 200"]
+    assert "s3cr3tc0de" not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+async def test_httpx_log_lines_of_a_shared_client_never_show_the_webhook_code(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A shared httpx client logs request URLs at INFO; the webhook code is masked in them."""
+    fake = lead_store()
+    with caplog.at_level(logging.DEBUG):
+        async with httpx.AsyncClient(transport=fake.transport()) as http:
+            client = BitrixClient(WEBHOOK, http_client=http, rate_limit=None,
+                                  retry=RetryPolicy.testing())
             await client.batch(["user.current"])
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "HTTP Request" in text
