@@ -514,7 +514,12 @@ class BitrixClient:
             "batch", payload, read=not request.writes, also=request.methods, gate=gate
         )
         sections = decode_batch(body)
+        threshold = self._budget.threshold
         for wire_key, info in sections.result_time.items():
+            if type(info) is dict:  # the usual answer, far under budget: nothing to observe
+                operating = info.get("operating")
+                if (type(operating) is int or type(operating) is float) and operating < threshold:
+                    continue
             if wire_key in request.method_of:
                 self._budget.observe(request.method_of[wire_key], info)
         for wire_key, err in sections.result_error.items():

@@ -650,8 +650,8 @@ class Scheduler:
         if entry is None:  # pragma: no cover - a bug, not an input
             raise AssertionError(f"command {outcome.key!r} finalised twice")
         del self._chunk_of[index]
-        self._attempts.pop(index, None)
-        self._outcomes[index] = outcome
+        if self._attempts:
+            self._attempts.pop(index, None)
         self._new.append((index, outcome))
         chunk_id = self._planned.pop(index)  # readiness counts by the planned chunk
         self._open[chunk_id] -= 1
@@ -672,8 +672,8 @@ class Scheduler:
                 del self._waiters[d]
                 if not self._keep and d < horizon:
                     self._outcomes.pop(d, None)
-        if not self._keep and index < horizon and index not in self._waiters:
-            del self._outcomes[index]
+        if self._keep or index >= horizon or index in self._waiters:
+            self._outcomes[index] = outcome  # still needed (or every outcome is kept)
 
     def _horizon(self) -> int:
         """Outcomes below this index are kept only while a pending command refers to them."""
