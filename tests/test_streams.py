@@ -459,3 +459,13 @@ async def test_a_failing_source_stops_the_job_and_keeps_what_was_sent() -> None:
     sent = {key for _, payload in fake.requests for key in payload["cmd"]}
     assert sent
     assert all(result[key].ok for key in sent)
+
+
+def test_the_stream_import_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/stream_import.py runs as written (at a small size)."""
+    import runpy
+    from pathlib import Path
+
+    example = runpy.run_path(str(Path(__file__).parent.parent / "examples/stream_import.py"))
+    anyio.run(example["main"], 300)
+    assert capsys.readouterr().out.startswith("600 ok, 0 not ok, 12 requests")
