@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -74,6 +75,15 @@ class _Job:
     scheduler: Scheduler
     intake: Intake | None
     total: int
+
+    def from_source(self, error: Exception) -> bool:
+        """Whether `error` came from the caller's iterator (raised as itself, whatever it is)."""
+        return self.intake is not None and self.intake.failure is error
+
+
+def _environment_proxies() -> bool:
+    """Whether HTTP_PROXY, HTTPS_PROXY or ALL_PROXY is set (httpx then routes through it)."""
+    return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies())
 
 
 @contextlib.contextmanager
@@ -156,8 +166,9 @@ class BitrixClient:
         # With a client of our own, requests go straight to its transport: httpx's client
         # layer (auth, redirects, cookies, hooks) does nothing for us here and costs about a
         # fifth of each call's CPU. A shared client is used through its public API.
+        # Proxies from the environment are httpx's client layer's business: keep it then.
         self._transport: httpx.AsyncBaseTransport | None = None
-        if http_client is None:
+        if http_client is None and (transport is not None or not _environment_proxies()):
             self._transport = transport or httpx.AsyncHTTPTransport()
         self._http = http_client or httpx.AsyncClient(
             transport=self._transport, timeout=timeout, headers=_HEADERS
@@ -270,7 +281,9 @@ class BitrixClient:
 
         fatal = await self._drive(job, progress, keep)
         outcomes = [r for r in slots if r is not None]
-        if fatal is not None and not isinstance(fatal, BitrixBatchError):
+        if fatal is not None and (
+            not isinstance(fatal, BitrixBatchError) or job.from_source(fatal)
+        ):
             # Not ours (a callback's error or a bug): raise it as it is, with what did run.
             fatal.add_note(
                 "bitrix_batch: the batch stopped; the outcome of every command is in"
@@ -320,7 +333,9 @@ class BitrixClient:
         async def run() -> None:
             async with send:
                 fatal = await self._drive(job, progress, None, send)
-            if fatal is not None and not isinstance(fatal, BitrixBatchError):
+            if fatal is not None and (
+                not isinstance(fatal, BitrixBatchError) or job.from_source(fatal)
+            ):
                 raise fatal  # not ours: the reader sees it once the outcomes are read
 
         async with _single_errors(), anyio.create_task_group() as tg, receive:
@@ -429,8 +444,6 @@ class BitrixClient:
                     fed = done
                     with _gc_paused():
                         intake.feed(done)
-                    if intake.failure is not None and not fatal:
-                        stop(intake.failure)  # the caller's iterator failed: as a callback's
                 room = self._max_concurrency - scheduler.in_flight
                 for request in scheduler.next_requests(limit=room, held=self._budget.is_held):
                     tg.start_soon(run_chunk, request)
@@ -458,7 +471,11 @@ class BitrixClient:
                 await self._wait(scheduler, intake, wake_receive)
                 scheduler.unpark(self._budget.is_held)
             tg.cancel_scope.cancel()  # the pump of an async source, if the job stopped early
-        return fatal[0] if fatal else None
+        if fatal:
+            return fatal[0]
+        # The caller's iterator failed: the input ended there, what it gave before has run,
+        # and its error is raised as itself.
+        return intake.failure if intake is not None else None
 
     async def _wait(
         self,

@@ -122,6 +122,10 @@ class CommandTime(Mapping[str, Any]):
         t.operating = get("operating", _ABSENT)
         return t
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Absent fields hold a module sentinel: copies and pickles go through the plain form.
+        return (CommandTime.of, (dict(self),))
+
     def __getitem__(self, key: str) -> Any:
         if key not in _KNOWN:
             raise KeyError(key)
@@ -173,8 +177,8 @@ class BatchResult(Mapping[Key, CommandResult]):
     `skipped` (with the reason) and those whose outcome is unknown in `unknown`.
     """
 
-    __slots__ = ("_by_key", "_derived", "rejected", "result", "result_error", "skipped",
-                 "unknown")
+    __slots__ = ("_by_key", "_derived", "rejected", "repeated", "result", "result_error",
+                 "skipped", "unknown")
 
     def __init__(self, outcomes: Iterable[CommandResult]) -> None:
         self._by_key: dict[Key, CommandResult] = {}
@@ -186,12 +190,19 @@ class BatchResult(Mapping[Key, CommandResult]):
         self.skipped: dict[Key, Skip] = {}
         self.unknown: dict[Key, CommandResult] = {}
         #: Commands of a stream that have no place under a key of their own (a list cannot have
-        #: any): a key taken already (``5`` and ``"5"`` are one key), or an item that was no
-        #: ``(key, command)`` pair (reported under its position). Never sent.
+        #: any), never sent: a key taken already (``5`` and ``"5"`` are one key), or an item
+        #: that was no ``(key, command)`` pair (reported under its position).
         self.rejected: list[CommandResult] = []
+        #: Commands of a stream that ran under a key used further back than the look-back
+        #: (where repeats are not looked for): the key's place holds the first one's outcome.
+        self.repeated: list[CommandResult] = []
         for r in outcomes:
-            if _unplaced(r) or _taken(r.key, self._by_key):
+            if _unplaced(r):
                 self.rejected.append(r)
+                continue
+            if _taken(r.key, self._by_key):
+                never_sent = r.skip is not None and r.skip.reason is SkipReason.INVALID_COMMAND
+                (self.rejected if never_sent else self.repeated).append(r)
                 continue
             self._by_key[r.key] = r
             if r.status is Status.OK:
@@ -240,7 +251,11 @@ class BatchResult(Mapping[Key, CommandResult]):
     @property
     def ok(self) -> bool:
         """True when every command succeeded."""
-        return len(self.result) == len(self._by_key) and not self.rejected
+        return (
+            len(self.result) == len(self._by_key)
+            and not self.rejected
+            and all(r.ok for r in self.repeated)
+        )
 
     def raise_for_errors(self) -> BatchResult:
         """Raise `CommandErrors` if any command failed, was skipped or has an unknown outcome.
@@ -249,8 +264,9 @@ class BatchResult(Mapping[Key, CommandResult]):
         """
         if not self.ok:
             not_run: dict[Key, Any] = dict(self.skipped)
-            for r in self.rejected:
-                not_run.setdefault(r.key, r.skip)
+            for r in (*self.rejected, *self.repeated):
+                if not r.ok:
+                    not_run.setdefault(r.key, r.skip or r.uncertain or r.error)
             for key, r in self.unknown.items():
                 not_run[key] = r.uncertain if r.uncertain is not None else r
             raise CommandErrors(self.result_error, not_run)

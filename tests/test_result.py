@@ -98,3 +98,13 @@ async def test_time_references_resolve_across_requests() -> None:
     duration = first["lead"].time["duration"]  # type: ignore[index]
     # Spliced into text the way PHP casts a double (14 significant digits).
     assert got["COMMENTS"] == f"took {php_strval(duration)} s"
+
+
+def test_command_time_survives_copies_and_pickles() -> None:
+    """A block without some fields stays without them through deepcopy and pickle."""
+    import copy
+    import pickle
+
+    t = CommandTime.of({"start": 1.0, "finish": 2.0})
+    assert dict(copy.deepcopy(t)) == {"start": 1.0, "finish": 2.0}  # type: ignore[arg-type]
+    assert dict(pickle.loads(pickle.dumps(t))) == {"start": 1.0, "finish": 2.0}

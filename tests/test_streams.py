@@ -443,8 +443,8 @@ async def test_halt_stops_an_async_source_cleanly() -> None:
 
 
 async def test_a_failing_source_stops_the_job_and_keeps_what_was_sent() -> None:
-    """The caller's iterator raising is like a callback raising: it comes out as itself, and
-    the outcome of every command read (the writes sent included) is attached."""
+    """The caller's iterator raising ends the input there: what it gave before still runs,
+    and the error comes out as itself with every command's outcome attached."""
 
     def source() -> Iterator[tuple[str, Any]]:
         yield from adds(170)
@@ -456,9 +456,8 @@ async def test_a_failing_source_stops_the_job_and_keeps_what_was_sent() -> None:
             await client.batch(source(), window=100)
     result = info.value.bitrix_batch_result  # type: ignore[attr-defined]
     assert len(result) == 170
-    sent = {key for _, payload in fake.requests for key in payload["cmd"]}
-    assert sent
-    assert all(result[key].ok for key in sent)
+    assert result.ok
+    assert sorted(fake.sent_keys()) == sorted(result)
 
 
 def test_the_stream_import_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -469,3 +468,50 @@ def test_the_stream_import_example_runs(capsys: pytest.CaptureFixture[str]) -> N
     example = runpy.run_path(str(Path(__file__).parent.parent / "examples/stream_import.py"))
     anyio.run(example["main"], 300)
     assert capsys.readouterr().out.startswith("600 ok, 0 not ok, 12 requests")
+
+
+async def test_a_key_repeated_beyond_the_look_back_runs_and_is_kept_apart() -> None:
+    """Repeats are looked for only within the look-back: one further back is sent, and its
+    outcome is kept in `repeated` (the key's place holds the first)."""
+    source: Iterator[Any] = iter([
+        ("a", ("user.current", {})),
+        ("b", ("user.current", {})),
+        ("c", ("user.current", {})),
+        ("a", ("crm.lead.add", {"fields": {"TITLE": "x"}})),
+    ])
+    emu = emulator()
+    async with client_for(emu) as client:
+        result = await client.batch(source, lookback=1)
+    assert list(result) == ["a", "b", "c"]
+    [again] = result.repeated
+    assert again.ok
+    assert again.method == "crm.lead.add"
+    assert not result.rejected
+    assert result.ok  # everything ran and succeeded
+    result.raise_for_errors()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_library_error_from_the_source_comes_out_as_itself(kind: str) -> None:
+    """A source that itself calls Bitrix24 and fails with one of our errors: that error comes
+    out of batch(), not a partial result that looks complete."""
+    from bitrix_batch import TransportError
+
+    failure = TransportError("reading the next page failed", method="crm.lead.list")
+
+    def sync_source() -> Iterator[tuple[str, Any]]:
+        yield from adds(3)
+        raise failure
+
+    async def async_source() -> AsyncIterator[tuple[str, Any]]:
+        for item in adds(3):
+            yield item
+        await anyio.sleep(0.05)
+        raise failure
+
+    emu = emulator()
+    async with client_for(emu) as client:
+        with pytest.raises(TransportError) as info:
+            await client.batch(sync_source() if kind == "sync" else async_source(), window=3)
+    assert info.value is failure
+    assert len(info.value.bitrix_batch_result.result) == 3  # type: ignore[attr-defined]
