@@ -27,6 +27,7 @@ from ._errors import (
     InvalidCommandError,
     InvalidReferenceError,
     InvalidStreamItemError,
+    PlanError,
     UnknownReferenceError,
 )
 from ._refs import MISSING, Ref, Token, find_tokens, resolve_path, segment_is_safe, splice_text
@@ -131,17 +132,23 @@ _NO_TARGETS: Mapping[str, int] = MappingProxyType({})
 class Entry:
     """One checked command as the planner sees it (strictly private).
 
-    The parameters are encoded once, when the command is read, so nothing of the caller's
-    objects is kept: `command` is the finished command string of a command without references;
-    a command with references keeps `template` instead, literal ``name=value`` text and the
-    `Hole`s its references fill when it is sent.
+    A command read from a stream is encoded when it is read, so nothing of the caller's
+    objects is kept (a generator may reuse them): `command` is the finished command string of
+    a command without references; one with references keeps `template`, literal
+    ``name=value`` text and the `Hole`s its references fill when it is sent. A command of a
+    whole list is only checked when it is planned and encoded when its request is built, from
+    the caller's parameters (`source`), which the caller holds anyway: planning a million
+    commands then costs a fraction of encoding them, and the encoding overlaps the sending.
     """
 
     index: int
     key: Key
     method: str
     command: str | None
-    template: tuple[str | Hole, ...]
+    template: tuple[str | Hole, ...] | None
+    source: Mapping[Any, Any] | None
+    #: The parameter values that hold references.
+    sites: tuple[Site, ...]
     #: The referenced command keys (as the server compares them) and their indexes.
     targets: Mapping[str, int]
     #: Indexes of the commands this one refers to, in order of first reference.
@@ -154,14 +161,9 @@ class Entry:
         return str(self.key)
 
     @property
-    def sites(self) -> tuple[Site, ...]:
-        """The parameter values that hold references."""
-        return tuple(p.site for p in self.template if isinstance(p, Hole))
-
-    @property
     def params(self) -> dict[str, Any]:
         """The parameters as the server will read them (references still as token text)."""
-        command = self.command if self.command is not None else _fill(self, _token_text)
+        command = render_command(self, _token_text)
         query = command.partition("?")[2]
         return parse_str(query) if query else {}
 
@@ -198,9 +200,9 @@ def parse_commands(
         if skey in index_of:
             raise DuplicateKeyError(key)
         index_of[skey] = len(entries)
-        entries.append(_entry(len(entries), key, item, reads_only))
+        entries.append(_entry(len(entries), key, item, reads_only, encode=False))
     for e in entries:
-        if e.command is None:
+        if e.sites:
             _bind(e, index_of.get)
     return entries
 
@@ -237,8 +239,8 @@ class CommandReader:
         # The key is taken even if the command proves invalid: a later reference to it then
         # finds a skipped command (and is skipped in turn), not an unknown key.
         self._remember(skey, index)
-        entry = _entry(index, key, item, self._reads_only)
-        if entry.command is None:
+        entry = _entry(index, key, item, self._reads_only, encode=True)
+        if entry.sites:
             _bind(entry, self._known, lazy=True)
         return entry
 
@@ -303,15 +305,20 @@ def _check_key(key: Any) -> str:
     return str(key)
 
 
-def _entry(index: int, key: Key, item: Any, reads_only: Callable[[str], bool]) -> Entry:
+def _entry(
+    index: int, key: Key, item: Any, reads_only: Callable[[str], bool], *, encode: bool
+) -> Entry:
+    """Check one command; with `encode`, also encode it now (else when it is sent)."""
     method, params = _normalize(key, item)
-    template = _compile(key, method, params, refs=True)
-    if len(template) < 2 and not (template and type(template[0]) is Hole):
+    read = reads_only(method)
+    template = _compile(key, method, params, refs=True, encode=encode)
+    sites = tuple(p.site for p in template if type(p) is Hole)
+    if not encode:
+        return Entry(index, key, method, None, None, params, sites, _NO_TARGETS, (), read)
+    if not sites:
         command = f"{method}?{template[0]}" if template else method
-        return Entry(index, key, method, command, (), _NO_TARGETS, (), reads_only(method))
-    return Entry(
-        index, key, method, None, tuple(template), _NO_TARGETS, (), reads_only(method)
-    )
+        return Entry(index, key, method, command, None, None, (), _NO_TARGETS, (), read)
+    return Entry(index, key, method, None, tuple(template), None, sites, _NO_TARGETS, (), read)
 
 
 def _bind(entry: Entry, lookup: Callable[[str], int | None], lazy: bool = False) -> None:
@@ -445,17 +452,18 @@ def _check_method(
 
 
 def _compile(
-    key: Key, method: str, params: Mapping[Any, Any], *, refs: bool
+    key: Key, method: str, params: Mapping[Any, Any], *, refs: bool, encode: bool = True
 ) -> list[str | Hole]:
     """Check the parameters and encode them as http_build_query would, in one pass.
 
     Returns the query cut at the values that hold references (with `refs`): literal text
     (``name=value`` pairs joined by ``&``) and a `Hole` for each such value. Refuses what
     Bitrix24 cannot receive. This runs once per command of jobs that may have millions, so it
-    builds no copy of the parameters and formats error texts only when raising.
+    builds no copy of the parameters and formats error texts only when raising. Without
+    `encode` it only checks, and returns just the holes (their sites are what counts then).
     """
     pairs: list[str | Hole] = []
-    ctx = _Context(key, method, refs)
+    ctx = _Context(key, method, refs, encode)
     _walk(params, None, (), pairs, ctx)
     if not ctx.holes:
         return ["&".join(pairs)] if pairs else []  # type: ignore[arg-type]
@@ -485,12 +493,13 @@ _MAX_SHAPES = 10_000
 class _Context:
     """What `_walk` needs for its messages, and whether it found references."""
 
-    __slots__ = ("holes", "key", "method", "refs")
+    __slots__ = ("encode", "holes", "key", "method", "refs")
 
-    def __init__(self, key: Key, method: str, refs: bool) -> None:
+    def __init__(self, key: Key, method: str, refs: bool, encode: bool = True) -> None:
         self.key = key
         self.method = method
         self.refs = refs
+        self.encode = encode
         self.holes = False
 
 
@@ -518,6 +527,8 @@ def _walk(
     names = _SHAPES.get((prefix, keys))
     if names is None:
         names = _names(prefix, keys, path, ctx)
+    # Checking only: the same walk, nothing written (names stay unprefixed, never used).
+    encode = ctx.encode
     for name, k, value in zip(names, keys, values, strict=False):
         kind = type(value)
         if kind is str:
@@ -528,17 +539,22 @@ def _walk(
                     continue
             elif not value.isascii():
                 _check_text(ctx.key, ctx.method, value, (*path, k))
-            out.append(name + "=" + (value if _is_plain(value) else urlencode(value)))
+            if encode:
+                out.append(name + "=" + (value if _is_plain(value) else urlencode(value)))
         elif kind is int:
-            out.append(name + "=" + int.__repr__(value))
+            if encode:
+                out.append(name + "=" + int.__repr__(value))
         elif kind is dict or kind is list or kind is tuple:
-            _walk(value, name, (*path, k), out, ctx)
+            _walk(value, name if encode else None, (*path, k), out, ctx)
         elif kind is bool:
-            out.append(name + ("=1" if value else "=0"))
+            if encode:
+                out.append(name + ("=1" if value else "=0"))
         elif value is None:
             continue  # http_build_query writes nothing for null
         elif kind is float:
-            out.append(name + "=" + _float_text(value, (*path, k), ctx))
+            text = _float_text(value, (*path, k), ctx)
+            if encode:
+                out.append(name + "=" + text)
         elif kind is Ref:
             token = Token(value.kind, str(value.key), value.path)
             if ctx.refs:
@@ -546,7 +562,7 @@ def _walk(
             out.append(Hole(name, Site((*path, k), (token,))))
             ctx.holes = True
         elif isinstance(value, Mapping | list | tuple):
-            _walk(value, name, (*path, k), out, ctx)
+            _walk(value, name if encode else None, (*path, k), out, ctx)
         elif isinstance(value, str):  # a subclass such as a StrEnum: send its plain value
             plain = str.__str__(value)
             if "$" in plain and ctx.refs:
@@ -556,11 +572,15 @@ def _walk(
                     continue
             elif not plain.isascii():
                 _check_text(ctx.key, ctx.method, plain, (*path, k))
-            out.append(name + "=" + urlencode(plain))
+            if encode:
+                out.append(name + "=" + urlencode(plain))
         elif isinstance(value, int):
-            out.append(name + "=" + int.__repr__(int(value)))
+            if encode:
+                out.append(name + "=" + int.__repr__(int(value)))
         elif isinstance(value, float):
-            out.append(name + "=" + _float_text(float(value), (*path, k), ctx))
+            text = _float_text(float(value), (*path, k), ctx)
+            if encode:
+                out.append(name + "=" + text)
         else:
             raise InvalidCommandError(
                 ctx.key,
@@ -710,12 +730,26 @@ def render_command(entry: Entry, resolve: Resolver) -> str:
     """
     if entry.command is not None:
         return entry.command
-    return _fill(entry, resolve)
+    if entry.template is None:
+        return _fill(entry, resolve, _encode_late(entry))
+    return _fill(entry, resolve, entry.template)
 
 
-def _fill(entry: Entry, resolve: Resolver) -> str:
+def _encode_late(entry: Entry) -> tuple[str | Hole, ...]:
+    """Encode a command of a whole list, checked when it was planned, as it is sent."""
+    assert entry.source is not None
+    try:
+        template = tuple(_compile(entry.key, entry.method, entry.source, refs=True))
+    except PlanError as exc:  # the caller changed its parameters after handing them over
+        raise Unresolved(f"its parameters changed after the job began: {exc}") from None
+    if tuple(p.site for p in template if isinstance(p, Hole)) != entry.sites:
+        raise Unresolved("its parameters changed after the job began (other references)")
+    return template
+
+
+def _fill(entry: Entry, resolve: Resolver, template: tuple[str | Hole, ...]) -> str:
     pairs: list[str] = []
-    for part in entry.template:
+    for part in template:
         if isinstance(part, str):
             pairs.append(part)
             continue

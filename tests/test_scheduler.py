@@ -115,3 +115,24 @@ def test_cancel_finalises_everything_not_handed_out() -> None:
     s.complete(r, answer({str(i): i for i in range(50)}))
     assert s.finished
     assert sum(1 for o in s.results() if o.status is Status.SKIPPED) == 70
+
+
+def test_a_list_command_changed_after_planning_is_never_sent_garbled() -> None:
+    """A whole list is encoded when each request is built: a command whose parameters the
+    caller changed since (into something Bitrix24 cannot receive, or with other references)
+    is skipped, never sent; the others go as planned."""
+    fields: dict[str, Any] = {"TITLE": "fine"}
+    changed: dict[str, Any] = {"TITLE": "x"}
+    s = scheduler({
+        "a": ("crm.lead.add", {"fields": fields}),
+        "b": ("crm.lead.add", {"fields": changed}),
+        "c": ("crm.lead.add", {"fields": {"TITLE": Ref("a")}}),
+    })
+    changed["TITLE"] = object()
+    [first] = s.next_requests()
+    assert list(first.cmd) == ["a"]
+    assert params(first, "a") == {"fields": {"TITLE": "fine"}}
+    outcome = s.outcome(1)
+    assert outcome is not None
+    assert outcome.skip is not None
+    assert "changed after the job began" in outcome.skip.detail
