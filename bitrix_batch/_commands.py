@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -542,6 +543,8 @@ def _walk(
             if encode:
                 out.append(name + "=" + (value if _is_plain(value) else urlencode(value)))
         elif kind is int:
+            if not -_BIG_INT < value < _BIG_INT:
+                _refuse_big_int(ctx, (*path, k))
             if encode:
                 out.append(name + "=" + int.__repr__(value))
         elif kind is dict or kind is list or kind is tuple:
@@ -575,6 +578,8 @@ def _walk(
             if encode:
                 out.append(name + "=" + urlencode(plain))
         elif isinstance(value, int):
+            if not -_BIG_INT < value < _BIG_INT:
+                _refuse_big_int(ctx, (*path, k))
             if encode:
                 out.append(name + "=" + int.__repr__(int(value)))
         elif isinstance(value, float):
@@ -591,6 +596,15 @@ def _walk(
 
 
 _is_plain = _PLAIN.fullmatch
+
+# Python refuses to write an int of more digits than this as text (0: no limit).
+_BIG_INT = 10 ** (sys.get_int_max_str_digits() or 10**6)
+
+
+def _refuse_big_int(ctx: _Context, location: tuple[Any, ...]) -> None:
+    raise InvalidCommandError(
+        ctx.key, ctx.method, f"parameter {_where(location)} is an integer too long to send"
+    )
 
 
 def _names(
@@ -740,7 +754,7 @@ def _encode_late(entry: Entry) -> tuple[str | Hole, ...]:
     assert entry.source is not None
     try:
         template = tuple(_compile(entry.key, entry.method, entry.source, refs=True))
-    except PlanError as exc:  # the caller changed its parameters after handing them over
+    except (PlanError, ValueError, TypeError) as exc:  # the caller changed its parameters
         raise Unresolved(f"its parameters changed after the job began: {exc}") from None
     if tuple(p.site for p in template if isinstance(p, Hole)) != entry.sites:
         raise Unresolved("its parameters changed after the job began (other references)")

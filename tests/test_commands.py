@@ -140,3 +140,13 @@ def test_command_parse_reads_the_seed_string_form() -> None:
     assert cmd == Command("crm.lead.add", {"fields": fields})
     with pytest.raises(InvalidCommandError, match="%23"):
         Command.parse("crm.lead.add?fields[TITLE]=#1")
+
+
+def test_an_integer_too_long_to_write_is_refused_before_sending() -> None:
+    """Python cannot write an int of more than its digit limit as text: refused at plan time,
+    naming the key and the parameter, not discovered while the job runs."""
+    import sys
+
+    digits = sys.get_int_max_str_digits() or 4300
+    with pytest.raises(InvalidCommandError, match=r"'a'.*\[n\] is an integer too long"):
+        parse_commands({"a": ("crm.lead.add", {"n": 10 ** (digits + 1)})}, READS)
