@@ -13,6 +13,7 @@ references (`Site`). Bad input raises a `PlanError` subclass naming the key and 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import sys
@@ -380,7 +381,17 @@ def _as_plain(value: Any) -> Any:
         return str.__str__(value)
     if isinstance(value, int):
         return int(value)
+    if isinstance(value, dt.date):
+        return iso_date(value)
     return float(value)
+
+
+def iso_date(value: dt.date) -> str:
+    """A date as ``2026-12-02``, a datetime as ``2026-12-02T14:05:10+03:00`` (ISO 8601, to the
+    second; a naive datetime has no offset, and the portal reads it in its own time zone)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="seconds")
+    return value.isoformat()
 
 
 def _normalize(key: Key, item: Any) -> tuple[str, Mapping[Any, Any]]:
@@ -586,12 +597,16 @@ def _walk(
             text = _float_text(float(value), (*path, k), ctx)
             if encode:
                 out.append(name + "=" + text)
+        elif isinstance(value, dt.date):  # a date or datetime: ISO 8601, as Bitrix24 reads it
+            if encode:
+                out.append(name + "=" + urlencode(iso_date(value)))
         else:
             raise InvalidCommandError(
                 ctx.key,
                 ctx.method,
                 f"parameter {_where((*path, k))} has type {kind.__name__}, which Bitrix24"
-                " cannot receive (use str, int, float, bool, None, dict or list)",
+                " cannot receive (use str, int, float, bool, None, date, datetime, dict or"
+                " list)",
             )
 
 

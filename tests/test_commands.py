@@ -150,3 +150,24 @@ def test_an_integer_too_long_to_write_is_refused_before_sending() -> None:
     digits = sys.get_int_max_str_digits() or 4300
     with pytest.raises(InvalidCommandError, match=r"'a'.*\[n\] is an integer too long"):
         parse_commands({"a": ("crm.lead.add", {"n": 10 ** (digits + 1)})}, READS)
+
+
+def test_dates_and_datetimes_travel_as_iso_8601() -> None:
+    """date -> 2026-12-02; datetime -> to the second, with its offset when it has one."""
+    import datetime as dt
+
+    from bitrix_batch._commands import parse_call
+
+    tz = dt.timezone(dt.timedelta(hours=3))
+    params = {"filter": {
+        ">=DATE_CREATE": dt.datetime(2026, 12, 2, 14, 5, 10, 999, tzinfo=tz),
+        "<BIRTHDATE": dt.date(2000, 1, 31),
+        "naive": dt.datetime(2026, 1, 2, 3, 4, 5),
+    }}
+    [entry] = parse_commands({"a": ("crm.contact.list", params)}, READS)
+    assert entry.params == {"filter": {
+        ">=DATE_CREATE": "2026-12-02T14:05:10+03:00",
+        "<BIRTHDATE": "2000-01-31",
+        "naive": "2026-01-02T03:04:05",
+    }}
+    assert parse_call("crm.contact.list", params)["filter"]["<BIRTHDATE"] == "2000-01-31"
