@@ -37,8 +37,7 @@ from ._refs import Ref
 from ._result import BatchResult, CommandResult, CommandTime, Skip, SkipReason, Status
 from ._retry import RetryPolicy
 from ._throttle import LeakyBucket, OperatingBudget, RateLimit, RateLimiter
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "APIError",

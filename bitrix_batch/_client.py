@@ -49,6 +49,7 @@ from ._result import BatchResult, CommandResult, SkipReason, Status
 from ._retry import RetryPolicy, classify, command_verdict
 from ._scheduler import ChunkRequest, Scheduler
 from ._throttle import Clock, LeakyBucket, OperatingBudget, RateLimit, RateLimiter, Sleep
+from ._version import __version__
 
 __all__ = ["BitrixClient", "CallResult"]
 
@@ -59,7 +60,7 @@ Progress = Callable[[int, int], None]
 _log = logging.getLogger("bitrix_batch")
 
 #: Sent with every request.
-_HEADERS = {"Accept": "application/json", "User-Agent": "bitrix_batch/0.1"}
+_HEADERS = {"Accept": "application/json", "User-Agent": f"bitrix_batch/{__version__}"}
 
 #: How long an idle job waits for a slow async source before sending half-filled requests.
 _SOURCE_GRACE = 0.05
