@@ -75,7 +75,12 @@ class _Job:
 
     scheduler: Scheduler
     intake: Intake | None
-    total: int
+    planned: int | None  # the number of commands of a whole list
+
+    @property
+    def total(self) -> int:
+        """Commands in the job: a list's all, a stream's read so far."""
+        return self.intake.read if self.intake is not None else self.planned or 0
 
     def from_source(self, error: Exception) -> bool:
         """Whether `error` came from the caller's iterator (raised as itself, whatever it is)."""
@@ -359,11 +364,10 @@ class BitrixClient:
             command_attempts=policy.attempts,
         )
         if not is_stream(cmd):
-            cmd = cast(CommandList, cmd)
+            planned = self.plan(cast(CommandList, cmd), halt=halt)
             with _gc_paused():
-                planned = plan(parse_commands(cmd, self._methods.reads_only), halt=halt)
                 scheduler.extend(planned.chunks)
-                scheduler.close()
+            scheduler.close()
             return _Job(scheduler, None, len(planned.entries))
         intake = Intake(
             cast(CommandStream, cmd),
@@ -373,7 +377,7 @@ class BitrixClient:
             lookback=lookback,
             halt=halt,
         )
-        return _Job(scheduler, intake, 0)
+        return _Job(scheduler, intake, None)
 
     async def _drive(
         self,
@@ -437,7 +441,7 @@ class BitrixClient:
             wake_send.send_nowait(None)
 
         async with _single_errors(), anyio.create_task_group() as tg, wake_send, wake_receive:
-            if intake is not None and intake.waiting_for_input:
+            if intake is not None and intake.reads_async:
                 tg.start_soon(intake.pump, wake_send.clone())
             fed = -1  # outcomes handed over when the input was last read
             while True:
@@ -458,9 +462,8 @@ class BitrixClient:
                         for _, outcome in finished:
                             await sink.send(outcome)
                     if progress is not None and not fatal:
-                        total = job.total if intake is None else intake.read
                         try:
-                            progress(done, total)
+                            progress(done, job.total)
                         except Exception as exc:  # the caller's callback: stop, keep results
                             stop(exc)
                 if scheduler.finished:
@@ -485,16 +488,16 @@ class BitrixClient:
         wake: anyio.abc.ObjectReceiveStream[None],
     ) -> None:
         """Wait for something to do: an answer, a hold's end, or more of an async source."""
-        slow_source = intake is not None and intake.waiting_for_input
+        source_open = intake is not None and intake.reads_async
         if scheduler.in_flight > 0:
             await self._wait_for_news(scheduler, wake)
-        elif scheduler.parked and not (slow_source and self._clock is anyio.current_time):
+        elif scheduler.parked and not (source_open and self._clock is anyio.current_time):
             # Only commands of methods over their operating-time budget are left (and with
             # an injected clock, the source cannot be waited on alongside): sleep until the
             # first hold ends.
             release = self._budget.next_release()
             await self._sleep(0.0 if release is None else release - self._clock())
-        elif slow_source:
+        elif source_open:
             assert intake is not None
             if intake.holding and scheduler.idle:
                 # Nothing to send but requests still filling up: give the source a moment to
@@ -532,12 +535,7 @@ class BitrixClient:
             "batch", payload, read=not request.writes, also=request.methods, gate=gate
         )
         sections = decode_batch(body)
-        threshold = self._budget.threshold
         for wire_key, info in sections.result_time.items():
-            if type(info) is dict:  # the usual answer, far under budget: nothing to observe
-                operating = info.get("operating")
-                if (type(operating) is int or type(operating) is float) and operating < threshold:
-                    continue
             if wire_key in request.method_of:
                 self._budget.observe(request.method_of[wire_key], info)
         for wire_key, err in sections.result_error.items():

@@ -7,8 +7,9 @@ This module performs no I/O. It accepts every shape Bitrix24 users already write
 - ``{"method": ..., "params": ...}`` (BX24.callBatch / CRest);
 - a `Command`.
 
-Each becomes an `Entry`: key, method, parameters, and the places in the parameters that hold
-references (`Site`). Bad input raises a `PlanError` subclass naming the key and the method.
+Each becomes an `Entry`: key, method, its encoded command (or, for a whole list, the caller's
+parameters, encoded when sent), and the places in the parameters that hold references
+(`Site`). Bad input raises a `PlanError` subclass naming the key and the method.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ class CommandReader:
         self._remember(skey, index)
         entry = _entry(index, key, item, self._reads_only, encode=True)
         if entry.sites:
-            _bind(entry, self._known, lazy=True)
+            _bind(entry, self._index_of.get, lazy=True)
         return entry
 
     def read_item(self, item: Any) -> Entry:
@@ -266,9 +267,6 @@ class CommandReader:
                 self.count - 1, f"command keys are str or int, not {type(key).__name__}"
             )
         return self.read(key, item[1])
-
-    def _known(self, skey: str) -> int | None:
-        return self._index_of.get(skey)
 
     def _remember(self, skey: str, index: int) -> None:
         self._index_of[skey] = index

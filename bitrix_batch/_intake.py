@@ -228,8 +228,8 @@ class Intake:
             self._buffer.close()
 
     @property
-    def waiting_for_input(self) -> bool:
-        """True when only the input can bring new work (an async source that is slow)."""
+    def reads_async(self) -> bool:
+        """True while an async source may still bring commands (its pump task runs)."""
         return not self.done and self._async is not None
 
 

@@ -63,8 +63,8 @@ class _DependencyFailed(Unresolved):
 class Scheduler:
     """Feeds chunks to the executor in dependency order and records every outcome.
 
-    A whole command list is one `Plan`. A stream arrives as a series of plans, one per window
-    (`extend`), until `close`; the scheduler then keeps only what is still pending, and of the
+    A whole command list is one `Plan`. A stream's chunks arrive from the `Packer` as they
+    fill (`extend`), until `close`. The scheduler keeps only what is still pending, and of the
     final outcomes only those a pending command refers to and those within `lookback` of the
     last command read (``keep=False``; ``keep=True`` keeps every outcome for `results`).
     """
@@ -94,7 +94,7 @@ class Scheduler:
         # Final outcomes still needed, and how many pending commands refer to each command.
         self._outcomes: dict[int, CommandResult] = {}
         self._waiters: dict[int, int] = {}
-        self._count = 0  # commands added so far: the next index
+        self._count = 0  # one past the highest index taken in
         self._swept = 0  # outcomes below this index have been considered for release
         self._closed = False
         # Per chunk: its members (until built), members not yet final, producer chunks not
@@ -218,11 +218,6 @@ class Scheduler:
     def idle(self) -> bool:
         """True when nothing is in flight and nothing is ready to go."""
         return self._in_flight == 0 and not self.has_ready
-
-    @property
-    def added(self) -> int:
-        """Commands taken in so far."""
-        return self._count
 
     def outcome(self, index: int) -> CommandResult | None:
         """The final outcome of command `index` if it is kept, or None (pending, or released)."""

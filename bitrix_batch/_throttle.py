@@ -362,7 +362,11 @@ class OperatingBudget:
                 ``time``, the command's method for ``result_time[key]``).
             time_info: The object, or None when the response had none.
         """
-        if not isinstance(time_info, Mapping):
+        if type(time_info) is dict:  # the usual answer, far under budget: nothing to do
+            raw = time_info.get("operating")
+            if (type(raw) is int or type(raw) is float) and raw < self.threshold:
+                return
+        elif not isinstance(time_info, Mapping):
             return
         operating = as_float(time_info.get("operating"))
         if operating is None or operating < self.threshold:
