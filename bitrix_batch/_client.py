@@ -349,6 +349,10 @@ class BitrixClient:
             yield receive
             tg.cancel_scope.cancel()
 
+    # --- lists (bitrix_batch/_lists.py does the work; this section only delegates) ----------
+
+    # --- end of lists -----------------------------------------------------------------------
+
     def _job(
         self, cmd: CommandList | CommandStream, halt: bool, window: int, lookback: int | None
     ) -> _Job:
