@@ -20,9 +20,11 @@ from ._errors import (
     CommandErrors,
     DependencyCycleError,
     DuplicateKeyError,
+    EventLoopChangedError,
     InvalidCommandError,
     InvalidReferenceError,
     InvalidResponseError,
+    JournalError,
     OperationTimeLimitError,
     OutcomeUnknownError,
     PlanError,
@@ -30,9 +32,21 @@ from ._errors import (
     TransportError,
     UnknownReferenceError,
 )
+from ._events import (
+    Event,
+    EventHook,
+    MethodHeld,
+    MethodReleased,
+    RateLimitWaited,
+    RequestAnswered,
+    RequestFailed,
+    RequestSent,
+    RetryScheduled,
+)
 from ._methods import MethodPolicy
 from ._oauth import OAuth, OAuthTokens
 from ._planner import MAX_BATCH, Plan
+from ._record import Recorder
 from ._refs import Ref
 from ._result import BatchResult, CommandResult, CommandTime, Skip, SkipReason, Status
 from ._retry import RetryPolicy
@@ -56,12 +70,18 @@ __all__ = [
     "CommandTime",
     "DependencyCycleError",
     "DuplicateKeyError",
+    "Event",
+    "EventHook",
+    "EventLoopChangedError",
     "InvalidCommandError",
     "InvalidReferenceError",
     "InvalidResponseError",
+    "JournalError",
     "LeakyBucket",
     "MAX_BATCH",
+    "MethodHeld",
     "MethodPolicy",
+    "MethodReleased",
     "OAuth",
     "OAuthTokens",
     "OperatingBudget",
@@ -71,9 +91,15 @@ __all__ = [
     "PlanError",
     "RateLimit",
     "RateLimitError",
+    "RateLimitWaited",
     "RateLimiter",
+    "Recorder",
     "Ref",
+    "RequestAnswered",
+    "RequestFailed",
+    "RequestSent",
     "RetryPolicy",
+    "RetryScheduled",
     "Skip",
     "SkipReason",
     "Status",

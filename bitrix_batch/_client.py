@@ -34,16 +34,29 @@ from ._errors import (
     APIError,
     AuthError,
     BitrixBatchError,
+    EventLoopChangedError,
     OperationTimeLimitError,
     RateLimitError,
     TransportError,
     _NotSent,
+)
+from ._events import (
+    Event,
+    EventHook,
+    MethodHeld,
+    MethodReleased,
+    RateLimitWaited,
+    RequestAnswered,
+    RequestFailed,
+    RequestSent,
+    RetryScheduled,
 )
 from ._intake import DEFAULT_LOOKBACK, DEFAULT_WINDOW, Intake, is_stream
 from ._logs import protect_logs
 from ._methods import MethodPolicy
 from ._oauth import OAuth
 from ._planner import MAX_BATCH, Plan, plan
+from ._record import Recorder
 from ._response import BatchSections, as_float, as_int, decode_batch, decode_body
 from ._result import BatchResult, CommandResult, SkipReason, Status
 from ._retry import RetryPolicy, classify, command_verdict
@@ -76,6 +89,7 @@ class _Job:
     scheduler: Scheduler
     intake: Intake | None
     planned: int | None  # the number of commands of a whole list
+    journal: Recorder | None = None
 
     @property
     def total(self) -> int:
@@ -139,6 +153,9 @@ class BitrixClient:
         methods: which methods only read (`MethodPolicy`).
         body: ``"json"`` (the default, as the docs recommend) or ``"form"`` (PHP form
             encoding; the batch's command strings are then encoded twice, as in the docs).
+        on_event: called with each `Event` (request sent or answered, retry scheduled,
+            method held or released, rate-limit wait), in the event loop's thread; the same
+            events go to the ``bitrix_batch`` logger. An error it raises is logged, not raised.
         clock, sleep: time source and sleep, injectable for tests.
         wall_clock: Unix time, to read the server's ``operating_reset_at``.
     """
@@ -159,6 +176,7 @@ class BitrixClient:
         clock: Clock = anyio.current_time,
         sleep: Sleep = anyio.sleep,
         wall_clock: Clock = time.time,
+        on_event: EventHook | None = None,
     ) -> None:
         self._creds: Credentials = Webhook.parse(url) if isinstance(url, str) else url
         protect_logs(self._creds.secrets)
@@ -169,6 +187,8 @@ class BitrixClient:
         if body not in ("json", "form"):
             raise ValueError("body must be 'json' or 'form'")
         self._own_http = http_client is None
+        self._own_transport = transport is None
+        self._timeout_s = timeout
         # With a client of our own, requests go straight to its transport: httpx's client
         # layer (auth, redirects, cookies, hooks) does nothing for us here and costs about a
         # fifth of each call's CPU. A shared client is used through its public API.
@@ -194,6 +214,10 @@ class BitrixClient:
         self._retry = retry or RetryPolicy()
         self._methods = methods or MethodPolicy()
         self._body = body
+        self._on_event = on_event
+        self._wall_clock = wall_clock
+        self._announced: dict[str, float] = {}  # holds reported as events, by method
+        self._loop: object | None = None  # the event loop this client's connections live in
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -211,6 +235,61 @@ class BitrixClient:
     def __repr__(self) -> str:
         return f"<BitrixClient {self._creds.redacted}>"
 
+    def _bind_loop(self) -> None:
+        """Keep the connections in the event loop that uses them.
+
+        Pooled connections belong to the loop that opened them, and a closed loop's cannot
+        be used or even closed. When this client is used in a new loop (a second
+        ``anyio.run``), a client of our own starts a fresh pool there; a caller's
+        ``httpx.AsyncClient`` cannot be moved, so that is a typed error, not httpx's raw
+        ``RuntimeError: Event loop is closed``.
+        """
+        token: Any = anyio.lowlevel.current_token()
+        loop = getattr(token, "native_token", token)
+        if self._loop is None or self._loop is loop:
+            self._loop = loop
+            return
+        if not self._own_http:
+            raise EventLoopChangedError(
+                "this BitrixClient's httpx.AsyncClient was used in another event loop and"
+                " cannot move to this one: create both inside the loop that uses them"
+            )
+        # The old pool is dropped, not closed: its loop is gone (or belongs to another
+        # thread), and its sockets are closed when they are collected.
+        if self._own_transport and self._transport is not None:
+            self._transport = httpx.AsyncHTTPTransport()
+        self._http = httpx.AsyncClient(
+            transport=self._transport, timeout=self._timeout_s, headers=_HEADERS
+        )
+        self._loop = loop
+
+    def _emit(self, event: Event) -> None:
+        """Log an event and hand it to the caller's hook (whose errors are logged only)."""
+        if isinstance(event, MethodHeld | MethodReleased | RetryScheduled):
+            if _log.isEnabledFor(logging.INFO):
+                _log.info("%s", _describe_event(event))
+        elif _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s", _describe_event(event))
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                _log.exception("bitrix_batch: the on_event hook failed on %r", event)
+
+    def _note_holds(self, reason: str = "near the operating-time limit") -> None:
+        """Report holds that began (or grew) and ended since the last look, as events."""
+        holds = self._budget.holds()
+        if not holds and not self._announced:
+            return
+        now, wall = self._clock(), self._wall_clock()
+        for method, until in holds.items():
+            if until > self._announced.get(method, -math.inf) + 1.0:
+                self._emit(MethodHeld(method, wall + (until - now), reason))
+            self._announced[method] = max(until, self._announced.get(method, until))
+        for method in [m for m in self._announced if m not in holds]:
+            del self._announced[method]
+            self._emit(MethodReleased(method))
+
     # --- single calls ------------------------------------------------------------------------
 
     async def request(self, method: str, params: Mapping[str, Any] | None = None) -> CallResult:
@@ -221,6 +300,7 @@ class BitrixClient:
             TransportError, InvalidResponseError: no usable answer after retries.
         """
         checked = parse_call(method, params)
+        self._bind_loop()
         try:
             body = await self._post(method, checked, read=self._methods.reads_only(method))
         except _CallbackFailed as exc:
@@ -260,6 +340,7 @@ class BitrixClient:
         progress: Progress | None = None,
         window: int = DEFAULT_WINDOW,
         lookback: int | None = None,
+        journal: Recorder | None = None,
     ) -> BatchResult:
         """Run any number of commands as if Bitrix24 had one unlimited `batch` method.
 
@@ -270,13 +351,17 @@ class BitrixClient:
         an exception. With a stream, `lookback` (default: unlimited, since every result is kept
         anyway) is how far back a command may refer; `window` as in `stream`.
 
+        `journal` (a `Recorder`, such as `bitrix_batch.journal.Journal`) is told which
+        commands each request carries before it goes out and every outcome after; the
+        outcomes it already knows from an earlier run of the same job are not sent again.
+
         Raises:
             PlanError: bad input, before anything is sent (a list; in a stream an invalid
                 command is reported as skipped and the job goes on).
             APIError, TransportError: only when no command ran at all (a wrong webhook, the
                 portal unreachable); otherwise failures are recorded in the result.
         """
-        job = self._job(cmd, halt, window, lookback)
+        job = self._job(cmd, halt, window, lookback, journal)
         slots: list[CommandResult | None] = []
 
         def keep(finished: list[tuple[int, CommandResult]]) -> None:
@@ -321,6 +406,7 @@ class BitrixClient:
         progress: Progress | None = None,
         window: int = DEFAULT_WINDOW,
         lookback: int | None = DEFAULT_LOOKBACK,
+        journal: Recorder | None = None,
     ) -> AsyncIterator[AsyncIterator[CommandResult]]:
         """Run commands and yield each command's outcome as soon as it is final.
 
@@ -332,8 +418,9 @@ class BitrixClient:
         `lookback` commands read before it (None: any), and an invalid command is reported
         as skipped (`SkipReason.INVALID_COMMAND`) while the job goes on. Leaving the block early
         cancels what is still running; commands in flight then have an unknown outcome.
+        `journal` as in `batch`.
         """
-        job = self._job(cmd, halt, window, lookback)
+        job = self._job(cmd, halt, window, lookback, journal)
         send, receive = anyio.create_memory_object_stream[CommandResult](MAX_BATCH)
 
         async def run() -> None:
@@ -354,9 +441,15 @@ class BitrixClient:
     # --- end of lists -----------------------------------------------------------------------
 
     def _job(
-        self, cmd: CommandList | CommandStream, halt: bool, window: int, lookback: int | None
+        self,
+        cmd: CommandList | CommandStream,
+        halt: bool,
+        window: int,
+        lookback: int | None,
+        journal: Recorder | None = None,
     ) -> _Job:
         """The scheduler for a job; for a stream, also what reads it."""
+        self._bind_loop()
         policy = self._retry
         scheduler = Scheduler(
             halt=halt,
@@ -371,8 +464,13 @@ class BitrixClient:
             planned = self.plan(cast(CommandList, cmd), halt=halt)
             with _gc_paused():
                 scheduler.extend(planned.chunks)
+                if journal is not None:
+                    for entry in planned.entries:
+                        known = journal.recall(entry.key, entry.method, entry.read)
+                        if known is not None:
+                            scheduler.preset(entry.index, known)
             scheduler.close()
-            return _Job(scheduler, None, len(planned.entries))
+            return _Job(scheduler, None, len(planned.entries), journal)
         intake = Intake(
             cast(CommandStream, cmd),
             scheduler,
@@ -380,8 +478,9 @@ class BitrixClient:
             window=window,
             lookback=lookback,
             halt=halt,
+            recall=journal.recall if journal is not None else None,
         )
-        return _Job(scheduler, intake, None)
+        return _Job(scheduler, intake, None, journal)
 
     async def _drive(
         self,
@@ -407,14 +506,25 @@ class BitrixClient:
         keep: Callable[[list[tuple[int, CommandResult]]], None] | None,
         sink: anyio.abc.ObjectSendStream[CommandResult] | None,
     ) -> Exception | None:
-        scheduler, intake = job.scheduler, job.intake
+        scheduler, intake, journal = job.scheduler, job.intake, job.journal
         wake_send, wake_receive = anyio.create_memory_object_stream[None](math.inf)
         fatal: list[Exception] = []
         done = 0
+        journal_failed = False
 
-        def gate() -> None:
-            if fatal:
-                raise _JobStopped(fatal[0])
+        def gate(request: ChunkRequest) -> Callable[[], None]:
+            commands = list(zip(request.keys, request.method_of.values(), strict=True))
+
+            def check() -> None:  # right before each attempt goes on the wire
+                if fatal:
+                    raise _JobStopped(fatal[0])
+                if journal is not None:
+                    try:
+                        journal.sending(commands)
+                    except Exception as exc:  # not recorded: not sent, and the job stops
+                        raise _CallbackFailed(exc) from exc
+
+            return check
 
         def stop(error: Exception) -> None:
             fatal.append(error)
@@ -422,7 +532,7 @@ class BitrixClient:
 
         async def run_chunk(request: ChunkRequest) -> None:
             try:
-                sections = await self._post_batch(request, gate)
+                sections = await self._post_batch(request, gate(request))
             except _Held:
                 scheduler.give_back(request)
             except _JobStopped as exc:
@@ -460,6 +570,12 @@ class BitrixClient:
                 # outcomes can become final meanwhile, so drain until nothing is left.
                 while finished := scheduler.take_finished():
                     done += len(finished)
+                    if journal is not None and not journal_failed:
+                        try:
+                            journal.finished([outcome for _, outcome in finished])
+                        except Exception as exc:  # the journal failed: stop, keep results
+                            journal_failed = True
+                            stop(exc)
                     if keep is not None:
                         keep(finished)
                     if sink is not None:
@@ -477,6 +593,7 @@ class BitrixClient:
                 if intake is not None and not intake.done and done != fed:
                     continue  # outcomes were handed over: the window has room to read on
                 await self._wait(scheduler, intake, wake_receive)
+                self._note_holds()
                 scheduler.unpark(self._budget.is_held)
             tg.cancel_scope.cancel()  # the pump of an async source, if the job stopped early
         if fatal:
@@ -546,8 +663,10 @@ class BitrixClient:
             code = str(err.get("error") or "").upper() if isinstance(err, dict) else ""
             if code == "OPERATION_TIME_LIMIT" and wire_key in request.method_of:
                 self._budget.observe_blocked(request.method_of[wire_key], None)
+                self._note_holds("refused: operating-time limit")
             elif code == "QUERY_LIMIT_EXCEEDED" and self._bucket is not None:
                 self._bucket.on_rejected()
+        self._note_holds()
         return sections
 
     async def _post(
@@ -576,11 +695,18 @@ class BitrixClient:
                 return False
             return ran == "no" or read or policy.resend_unknown_writes
 
+        def scheduled(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            delay = state.next_action.sleep if state.next_action is not None else 0.0
+            reason = self._describe(error) if error is not None else "unknown"
+            self._emit(RetryScheduled(method, state.attempt_number, delay, reason))
+
         retrying = AsyncRetrying(
             stop=_Stop(policy, clock, started),
             wait=_Wait(policy),
             retry=retry_if_exception(may_retry),
             sleep=self._sleep,
+            before_sleep=scheduled,
             reraise=True,
         )
 
@@ -591,7 +717,8 @@ class BitrixClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._post_once(method, params, also, gate)
+                    number = attempt.retry_state.attempt_number
+                    return await self._post_once(method, params, also, gate, number)
         except httpx.HTTPError as exc:
             error = TransportError(f"{self._describe(exc)}; gave up after {tried()}", method=method)
             error.attempts = retrying.statistics.get("attempt_number", 1)
@@ -612,13 +739,15 @@ class BitrixClient:
         params: Mapping[str, Any],
         also: frozenset[str],
         gate: Callable[[], None] | None,
+        attempt: int = 1,
     ) -> dict[str, Any]:
         # A method inside a batch that went over its operating-time budget since the batch
         # was built: hand the batch back, so that only that method's commands wait (the
         # scheduler parks them) instead of the whole batch holding a concurrency slot.
         self._check_holds(also)
         # The call's own method (`batch` itself, or a direct call) waits for its hold.
-        await self._budget.wait(method)
+        if await self._budget.wait(method):
+            self._note_holds()
         try:
             token = await self._creds.current_token(self._http)
         except BitrixBatchError:
@@ -626,7 +755,7 @@ class BitrixClient:
         except Exception as exc:  # the caller's token provider failed: nothing was sent
             raise _CallbackFailed(exc) from exc
         try:
-            return await self._send(method, params, token, gate, also)
+            return await self._send(method, params, token, gate, also, attempt)
         except AuthError as exc:
             if token is None or not OAuth.is_expired_error(exc):
                 raise
@@ -649,7 +778,7 @@ class BitrixClient:
             ) from exc
         except Exception as exc:  # the caller's token provider or on_refresh failed
             raise _CallbackFailed(exc) from exc
-        return await self._send(method, params, token, gate, also)
+        return await self._send(method, params, token, gate, also, attempt)
 
     def _check_holds(self, methods: frozenset[str]) -> None:
         """Hand a batch back if a method inside it went over its operating-time budget."""
@@ -664,34 +793,53 @@ class BitrixClient:
         token: str | None,
         gate: Callable[[], None] | None = None,
         also: frozenset[str] = frozenset(),
+        attempt: int = 1,
     ) -> dict[str, Any]:
         # Tokens rotate: keep the log filter up to date before anything can log a URL.
         protect_logs(self._creds.secrets)
         if token is not None:
             params = {**params, "auth": token}
         if self._bucket is not None:
-            await self._bucket.acquire()
+            waited = await self._bucket.acquire()
+            if waited > 0:
+                self._emit(RateLimitWaited(waited))
+        # Holds may have begun while this call waited for the bucket. Checked before the
+        # gate: what the gate records (a journal's "sending") must then really go out.
+        self._check_holds(also)
         if gate is not None:
             gate()
-        # Holds may have begun while this call waited for the bucket.
-        self._check_holds(also)
         if self._body == "json":
             content = json.dumps(params, ensure_ascii=False).encode()
             ctype = "application/json"
         else:
             content = http_build_query(params).encode("ascii")
             ctype = "application/x-www-form-urlencoded"
-        status, rtype, data = await self._exchange(self._creds.endpoint(method), content, ctype)
+        commands = len(params.get("cmd") or ()) if method == "batch" else 1
+        self._emit(RequestSent(method, commands, attempt))
+        sent = self._clock()
+        try:
+            status, rtype, data = await self._exchange(
+                self._creds.endpoint(method), content, ctype
+            )
+        except httpx.HTTPError as exc:
+            self._emit(RequestFailed(method, self._describe(exc)))
+            raise
         try:
             body = decode_body(status, rtype, data, method=method)
-        except RateLimitError:
-            if self._bucket is not None:
+        except APIError as exc:
+            self._emit(RequestAnswered(method, status, self._clock() - sent, exc.code or None))
+            if isinstance(exc, RateLimitError) and self._bucket is not None:
                 self._bucket.on_rejected()
+            elif isinstance(exc, OperationTimeLimitError):
+                self._budget.observe_blocked(method, _reset_at(exc.extra))
+                self._note_holds("refused: operating-time limit")
             raise
-        except OperationTimeLimitError as exc:
-            self._budget.observe_blocked(method, _reset_at(exc.extra))
+        except BitrixBatchError:
+            self._emit(RequestAnswered(method, status, self._clock() - sent, None))
             raise
+        self._emit(RequestAnswered(method, status, self._clock() - sent))
         self._budget.observe(method, body.get("time"))
+        self._note_holds()
         return body
 
     async def _exchange(self, url: str, content: bytes, ctype: str) -> tuple[int, str, bytes]:
@@ -711,15 +859,34 @@ class BitrixClient:
             data = await response.aread()
         finally:
             await response.aclose()
-        if _log.isEnabledFor(logging.DEBUG):  # httpx's own INFO line is not written this way
-            _log.debug(
-                "HTTP Request: POST %s %d", redact(url, self._creds.secrets), response.status_code
-            )
         return response.status_code, response.headers.get("content-type", ""), data
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return redact(text, self._creds.secrets)
+
+
+def _describe_event(event: Event) -> str:
+    """One log line for an event (the events hold no secrets)."""
+    match event:
+        case RequestSent(method, commands, attempt):
+            again = f", attempt {attempt}" if attempt > 1 else ""
+            return f"sending {method} ({commands} command(s){again})"
+        case RequestAnswered(method, status, seconds, error):
+            refused = f" {error}" if error else ""
+            return f"{method} answered {status}{refused} in {seconds:.3f} s"
+        case RequestFailed(method, error):
+            return f"{method} got no answer: {error}"
+        case RetryScheduled(method, attempt, delay, reason):
+            return f"{method} attempt {attempt} failed ({reason}); retrying in {delay:.1f} s"
+        case MethodHeld(method, until, reason):
+            at = time.strftime("%H:%M:%S", time.localtime(until))
+            return f"{method} held until {at} ({reason})"
+        case MethodReleased(method):
+            return f"{method} released: its commands go again"
+        case RateLimitWaited(seconds):
+            return f"waited {seconds:.2f} s for the rate limit"
+    return repr(event)  # pragma: no cover - every event is matched above
 
 
 class _Stop(stop_base):

@@ -10,6 +10,8 @@ This module performs no I/O.
     │   ├── InvalidReferenceError         a reference the server would mangle (see README)
     │   └── DependencyCycleError          references form a cycle (`.cycle` names it)
     ├── TransportError                    no usable HTTP response (connect error, timeout)
+    ├── EventLoopChangedError             a caller's httpx client used from a second event loop
+    ├── JournalError                      a journal does not fit the job, or cannot be written
     ├── InvalidResponseError              a response that is not Bitrix24 JSON (an HTML page)
     ├── APIError                          the server refused a whole call (`.status_code`, `.code`)
     │   ├── RateLimitError                503 QUERY_LIMIT_EXCEEDED
@@ -40,10 +42,12 @@ __all__ = [
     "CommandErrors",
     "DependencyCycleError",
     "DuplicateKeyError",
+    "EventLoopChangedError",
     "InvalidCommandError",
     "InvalidReferenceError",
     "InvalidResponseError",
     "InvalidStreamItemError",
+    "JournalError",
     "OperationTimeLimitError",
     "OutcomeUnknownError",
     "PlanError",
@@ -146,6 +150,15 @@ class TransportError(BitrixBatchError):
     def __init__(self, message: str, *, method: str | None = None) -> None:
         self.method = method
         super().__init__(message if method is None else f"{method}: {message}")
+
+
+class EventLoopChangedError(BitrixBatchError, RuntimeError):
+    """The client was used in one event loop and then in another, with an `httpx.AsyncClient`
+    of the caller's, whose connections cannot move between loops."""
+
+
+class JournalError(BitrixBatchError):
+    """A journal belongs to another job (a key's method differs) or cannot be written."""
 
 
 class InvalidResponseError(BitrixBatchError):

@@ -31,7 +31,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from ._commands import CommandReader
 from ._errors import InvalidStreamItemError, PlanError
 from ._planner import Packer
-from ._result import SkipReason
+from ._result import CommandResult, SkipReason
 from ._scheduler import Scheduler
 
 __all__ = ["DEFAULT_LOOKBACK", "DEFAULT_WINDOW", "Intake", "is_stream"]
@@ -61,6 +61,7 @@ class Intake:
         window: int,
         lookback: int | None,
         halt: bool,
+        recall: Callable[[Any, str, bool], CommandResult | None] | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
@@ -69,6 +70,7 @@ class Intake:
         self._packer = Packer(halt=halt)
         self._window = window
         self._halt = halt
+        self._recall = recall  # a journal's outcomes from an earlier run of the job
         self._sync: Iterator[Any] | None = None
         self._async: AsyncIterable[Any] | None = None
         if isinstance(source, AsyncIterable):
@@ -196,6 +198,11 @@ class Intake:
                 index, key, method, SkipReason.INVALID_COMMAND, str(error), error
             )
             return not self._halt
+        if self._recall is not None:
+            known = self._recall(entry.key, entry.method, entry.read)
+            if known is not None:  # final in an earlier run: not packed, not sent
+                self._scheduler.add_known(entry.index, known)
+                return True
         # Counted now, not when its request is handed over: what it refers to must be kept.
         self._scheduler.refer(entry)
         self._scheduler.extend(self._packer.add(entry), referred=True)

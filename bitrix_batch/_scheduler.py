@@ -49,6 +49,8 @@ class ChunkRequest:
     #: Each command's method, by wire key (to read the budget figures of the answer).
     method_of: dict[str, str]
     writes: bool
+    #: The caller's keys of the commands it carries, in the order they are sent.
+    keys: tuple[Key, ...] = ()
 
     @property
     def methods(self) -> frozenset[str]:
@@ -185,12 +187,32 @@ class Scheduler:
         cause: BaseException | None = None,
     ) -> None:
         """Record command `index` of a stream as never sent (invalid, or read after a halt)."""
-        self._count = max(self._count, index + 1)
         skip = Skip(key, method or "", reason, detail, cause)
-        outcome = CommandResult(key, method or "", Status.SKIPPED, skip=skip)
+        self._add_final(index, CommandResult(key, method or "", Status.SKIPPED, skip=skip))
+
+    def add_known(self, index: int, outcome: CommandResult) -> None:
+        """Record command `index` of a stream as final with the outcome an earlier run of
+        the job recorded: it is not sent, and commands read later may refer to it. With halt,
+        a known failure stops the rest, as it did in that run."""
+        self._add_final(index, outcome)
+        if self.halt and outcome.status is not Status.OK and not self._halted:
+            self._halt_rest()
+
+    def _add_final(self, index: int, outcome: CommandResult) -> None:
+        self._count = max(self._count, index + 1)
         self._new.append((index, outcome))
-        self._outcomes[index] = outcome  # kept like any outcome: its dependents are skipped
+        self._outcomes[index] = outcome  # kept like any outcome: its dependents read it
         self._release_old()
+
+    def preset(self, index: int, outcome: CommandResult) -> None:
+        """Make command `index`, taken in and not handed out, final with a known outcome (one
+        an earlier run of the same job recorded): it is not sent, and the commands that refer
+        to it get their values from `outcome`, substituted by the client."""
+        if index not in self._entries or index in self._handed:
+            raise ValueError(f"command #{index} is not pending")
+        self._finalize(index, outcome)
+        if self.halt and outcome.status is not Status.OK and not self._halted:
+            self._halt_rest()
 
     def close(self) -> None:
         """No more commands will come: every outcome nobody refers to can go."""
@@ -413,6 +435,7 @@ class Scheduler:
             wire={w: i for i, w in sending.items()},
             method_of={w: entries[i].method for i, w in sending.items()},
             writes=not all(entries[i].read for i in sending),
+            keys=tuple(entries[i].key for i in sending),
         )
 
     def _value(self, target: int, token: Token) -> Any:

@@ -395,6 +395,11 @@ class OperatingBudget:
             return None
         return until
 
+    def holds(self) -> dict[str, float]:
+        """Every method held now (lowercased), with the clock time it frees up."""
+        now = self._clock()
+        return {key: until for key, until in self._held.items() if until > now}
+
     def is_held(self, method: str) -> bool:
         """Return True if ``method`` must not be sent now."""
         return self.held_until(method) is not None
