@@ -53,6 +53,7 @@ from ._events import (
 )
 from ._intake import DEFAULT_LOOKBACK, DEFAULT_WINDOW, Intake, is_stream
 from ._logs import protect_logs
+from ._loops import current_loop
 from ._methods import MethodPolicy
 from ._oauth import OAuth
 from ._planner import MAX_BATCH, Plan, plan
@@ -218,6 +219,7 @@ class BitrixClient:
         self._wall_clock = wall_clock
         self._announced: dict[str, float] = {}  # holds reported as events, by method
         self._loop: object | None = None  # the event loop this client's connections live in
+        self._closed = False  # aclose() closed our own pool; the next call opens another
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -228,9 +230,12 @@ class BitrixClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
+        """Close the HTTP client if this object created it (a later call opens a new one)."""
         if self._own_http:
-            await self._http.aclose()
+            # A pool opened in an event loop that has ended cannot be closed from this one.
+            if self._loop is None or self._loop is current_loop():
+                await self._http.aclose()
+            self._closed = True
 
     def __repr__(self) -> str:
         return f"<BitrixClient {self._creds.redacted}>"
@@ -244,9 +249,8 @@ class BitrixClient:
         ``httpx.AsyncClient`` cannot be moved, so that is a typed error, not httpx's raw
         ``RuntimeError: Event loop is closed``.
         """
-        token: Any = anyio.lowlevel.current_token()
-        loop = getattr(token, "native_token", token)
-        if self._loop is None or self._loop is loop:
+        loop = current_loop()
+        if (self._loop is None or self._loop is loop) and not self._closed:
             self._loop = loop
             return
         if not self._own_http:
@@ -254,14 +258,16 @@ class BitrixClient:
                 "this BitrixClient's httpx.AsyncClient was used in another event loop and"
                 " cannot move to this one: create both inside the loop that uses them"
             )
-        # The old pool is dropped, not closed: its loop is gone (or belongs to another
-        # thread), and its sockets are closed when they are collected.
+        # After aclose(), or in a new loop: a fresh pool. An old loop's pool is dropped, not
+        # closed (its loop is gone); close the client in each run (`async with`) to have
+        # its sockets closed rather than collected.
         if self._own_transport and self._transport is not None:
             self._transport = httpx.AsyncHTTPTransport()
         self._http = httpx.AsyncClient(
             transport=self._transport, timeout=self._timeout_s, headers=_HEADERS
         )
         self._loop = loop
+        self._closed = False
 
     def _emit(self, event: Event) -> None:
         """Log an event and hand it to the caller's hook (whose errors are logged only)."""
@@ -437,6 +443,66 @@ class BitrixClient:
             tg.cancel_scope.cancel()
 
     # --- lists (bitrix_batch/_lists.py does the work; this section only delegates) ----------
+
+    # The names below are for the type checker only: `_lists` is imported when a list method
+    # is first called, never with the engine.
+    from typing import TYPE_CHECKING
+
+    if TYPE_CHECKING:
+        from collections.abc import Iterable as _Iterable
+
+        from ._lists import FoundRows, ListExport, ListShape
+    del TYPE_CHECKING
+
+    def list_all(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        by_id: bool | None = None,
+        shape: ListShape | None = None,
+        concurrency: int = 8,
+    ) -> ListExport:
+        """Every row of a list method: ``async for row in ...`` or ``rows = await ...``.
+
+        Uses the ID cursor (``>ID``, ``start=-1``) with 50 pages chained per request and
+        several ID ranges at once (`concurrency`): about rows / 2,500 requests, and every
+        row that exists for the whole walk exactly once. ``by_id=False`` pages with
+        start/next instead (the default for ``user.get``, ``user.search``,
+        ``department.get``). `shape` says where rows and IDs are for methods the built-in
+        table does not know (``crm.item.list`` and ``tasks.task.list`` it does). See
+        `ListExport`.
+
+        Raises:
+            InvalidCommandError: bad parameters, before any request.
+        """
+        from . import _lists
+
+        return _lists.list_all(
+            self, method, params, by_id=by_id, shape=shape, concurrency=concurrency
+        )
+
+    async def get_by_ids(
+        self,
+        method: str,
+        ids: _Iterable[int | str],
+        params: Mapping[str, Any] | None = None,
+        *,
+        shape: ListShape | None = None,
+    ) -> FoundRows:
+        """Many records by ID, in the order asked, with the IDs not found (`FoundRows`).
+
+        Reads through a list method with an ID-in filter, 50 IDs per command and 50
+        commands per request; a known ``*.get`` (``crm.lead.get``) maps to its list method.
+
+        Raises:
+            InvalidCommandError: bad input (an ID that is not a positive integer), before
+                any request.
+            CommandErrors: a command failed.
+        """
+        from . import _lists
+
+        return await _lists.get_by_ids(self, method, ids, params, shape=shape)
 
     # --- end of lists -----------------------------------------------------------------------
 

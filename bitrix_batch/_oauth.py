@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-import anyio
 import httpx
 
 from ._auth import REFRESH_UNAVAILABLE, redact, split_base_url
 from ._errors import AuthError, TransportError
+from ._loops import LoopLock
 from ._response import as_float
 
 __all__ = ["OAuth", "OAuthTokens", "OnRefresh", "TokenProvider"]
@@ -214,7 +214,7 @@ class OAuth:
         for secret in (access_token, refresh_token):
             if secret:
                 self._seen[secret] = None
-        self._lock = anyio.Lock()
+        self._lock = LoopLock()
 
     # --- what the client calls ----------------------------------------------------------------
 
@@ -240,7 +240,7 @@ class OAuth:
         """
         if self._tokens is not None:
             return self._tokens.access_token
-        async with self._lock:
+        async with self._lock.get():
             if self._tokens is not None:
                 return self._tokens.access_token  # another task fetched it while we waited
             if http is not None or self._provider is not None:
@@ -263,7 +263,7 @@ class OAuth:
                 OAuth server refused (its code, e.g. ``invalid_grant``). Never contains a secret.
             TransportError: If the OAuth server cannot be reached.
         """
-        async with self._lock:
+        async with self._lock.get():
             if self._tokens is not None and self._tokens.access_token != stale:
                 return self._tokens.access_token
             return await self._renew(stale or None, http)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
 
 import anyio
 
+from ._loops import LoopLock
 from ._response import as_float
 
 __all__ = [
@@ -165,7 +166,7 @@ class LeakyBucket:
         self._sleep = sleep
         self._level = 0.0
         self._last: float | None = None  # clock time of _level; None: never used, empty
-        self._lock = anyio.Lock()
+        self._lock = LoopLock()
         self._waiters = 0
 
     @property
@@ -205,7 +206,7 @@ class LeakyBucket:
         start = self._clock()
         self._waiters += 1
         try:
-            async with self._lock:
+            async with self._lock.get():
                 # Loop rather than sleep once: on_rejected() may fill the bucket while
                 # we sleep, and then the wait must be recomputed.
                 while True:
