@@ -8,7 +8,7 @@ from __future__ import annotations
 import anyio
 import httpx
 
-from bitrix_batch import BitrixClient, Ref
+from bitrix_batch import BitrixClient, CommandInput, Ref
 from bitrix_batch.emulator import Emulator, EmulatorConfig
 
 
@@ -17,7 +17,7 @@ async def main() -> None:
     transport = httpx.ASGITransport(app=emu.app)  # in-process; a real URL needs no transport
 
     async with BitrixClient(emu.webhook_url(), transport=transport) as client:
-        cmd: dict[str, object] = {"me": "user.current"}
+        cmd: dict[str, CommandInput] = {"me": "user.current"}
         for i in range(120):  # 241 commands: more than four batches' worth
             cmd[f"lead{i}"] = ("crm.lead.add", {"fields": {
                 "TITLE": f"Lead {i} for {Ref('me')['NAME']}",  # spliced into text
