@@ -61,7 +61,7 @@ class Intake:
         window: int,
         lookback: int | None,
         halt: bool,
-        recall: Callable[[Any, str, bool], CommandResult | None] | None = None,
+        recall: Callable[[int, Any, str, bool], CommandResult | None] | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
@@ -71,6 +71,7 @@ class Intake:
         self._window = window
         self._halt = halt
         self._recall = recall  # a journal's outcomes from an earlier run of the job
+        self._refusal: Exception | None = None  # what recall raised, if it did
         self._sync: Iterator[Any] | None = None
         self._async: AsyncIterable[Any] | None = None
         if isinstance(source, AsyncIterable):
@@ -148,7 +149,11 @@ class Intake:
             items, ended = self._take(room)
             for n, item in enumerate(items):
                 if not self._add(item):
-                    self._halted(items[n + 1 :])
+                    if self._refusal is not None:
+                        detail = f"not run: the job stopped at an earlier command: {self._refusal}"
+                        self._halted(items[n + 1 :], SkipReason.REQUEST_FAILED, detail)
+                    else:
+                        self._halted(items[n + 1 :])
                     ended = True  # halt: nothing after an invalid command runs
                     break
             scheduler.read_up_to(self._reader.count)
@@ -199,7 +204,14 @@ class Intake:
             )
             return not self._halt
         if self._recall is not None:
-            known = self._recall(entry.key, entry.method, entry.read)
+            try:
+                known = self._recall(entry.index, entry.key, entry.method, entry.read)
+            except Exception as exc:  # the journal refused (another job's): stop reading,
+                self.failure = self._refusal = exc  # run what was read, raise it like a source's
+                self._scheduler.add_skipped(
+                    entry.index, entry.key, entry.method, SkipReason.REQUEST_FAILED, str(exc), exc
+                )
+                return False
             if known is not None:  # final in an earlier run: not packed, not sent
                 self._scheduler.add_known(entry.index, known)
                 return True
@@ -208,8 +220,14 @@ class Intake:
         self._scheduler.extend(self._packer.add(entry), referred=True)
         return True
 
-    def _halted(self, items: list[Any]) -> None:
-        """Report items read after an invalid command with halt=True: never sent."""
+    def _halted(
+        self,
+        items: list[Any],
+        reason: SkipReason = SkipReason.HALTED,
+        detail: str = "an earlier command was invalid and halt=True",
+    ) -> None:
+        """Report items read after an invalid command with halt=True (or after the journal
+        refused one): never sent."""
         for item in items:
             index = self._reader.count
             self._reader.count += 1
@@ -219,8 +237,8 @@ class Intake:
                 index,
                 key,
                 method if isinstance(method, str) else None,
-                SkipReason.HALTED,
-                "an earlier command was invalid and halt=True",
+                reason,
+                detail,
             )
 
     def _finish(self) -> None:

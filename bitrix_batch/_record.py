@@ -15,26 +15,36 @@ from typing import Protocol, runtime_checkable
 from ._result import CommandResult
 from ._types import Key
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "Sent"]
+
+
+#: A command as the journal sees it: its position in the job, its key, its method.
+Sent = tuple[int, Key, str]
 
 
 @runtime_checkable
 class Recorder(Protocol):
-    """Records a job's commands so that a job stopped at any point can be resumed."""
+    """Records a job's commands so that a job stopped at any point can be resumed.
 
-    def recall(self, key: Key, method: str, read: bool) -> CommandResult | None:
+    `index` is a command's position in the job (0 for the first), the same in every run of
+    the same job; keys must be unique in a job that is recorded (a stream may repeat a key
+    beyond its look-back, but a recorder cannot tell the two apart).
+    """
+
+    def recall(self, index: int, key: Key, method: str, read: bool) -> CommandResult | None:
         """The final outcome an earlier run recorded for command `key`, or None to send it.
 
-        Called once per command as it is taken in. A returned outcome is not sent again: it
-        is handed back as this run's outcome, and commands that refer to it take their
-        values from it. `read` says whether the method only reads, so that a command that
-        was in flight when the earlier run stopped can be sent again only if it is a read
-        (a write's outcome is then unknown).
+        Called once per command as it is taken in (for a list, before anything is sent).
+        A returned outcome is not sent again: it is handed back as this run's outcome, and
+        commands that refer to it take their values from it. `read` says whether the method
+        only reads, so that a command in flight when the earlier run stopped can be sent
+        again if it is a read (a write's outcome is then unknown). If it raises, the job
+        reads no further and the error is raised (as from a failing source).
         """
         ...
 
-    def sending(self, commands: Sequence[tuple[Key, str]]) -> None:
-        """An HTTP request carrying these ``(key, method)`` commands is about to go out.
+    def sending(self, commands: Sequence[Sent]) -> None:
+        """An HTTP request carrying these commands is about to go out.
 
         Called before every attempt, once the request has passed the rate limiter, right
         before it is written to the socket. If it raises, nothing is sent and the job
@@ -42,6 +52,11 @@ class Recorder(Protocol):
         """
         ...
 
-    def finished(self, outcomes: Sequence[CommandResult]) -> None:
+    def requeued(self, commands: Sequence[Sent]) -> None:
+        """These commands of a request that was answered certainly did not run (refused by
+        the server, or not reached) and will be sent again in a later request."""
+        ...
+
+    def finished(self, outcomes: Sequence[tuple[int, CommandResult]]) -> None:
         """These commands became final (in any state). If it raises, the job stops."""
         ...

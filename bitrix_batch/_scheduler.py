@@ -204,15 +204,25 @@ class Scheduler:
         self._outcomes[index] = outcome  # kept like any outcome: its dependents read it
         self._release_old()
 
-    def preset(self, index: int, outcome: CommandResult) -> None:
-        """Make command `index`, taken in and not handed out, final with a known outcome (one
-        an earlier run of the same job recorded): it is not sent, and the commands that refer
-        to it get their values from `outcome`, substituted by the client."""
-        if index not in self._entries or index in self._handed:
-            raise ValueError(f"command #{index} is not pending")
-        self._finalize(index, outcome)
-        if self.halt and outcome.status is not Status.OK and not self._halted:
+    def preset(self, known: Iterable[tuple[int, CommandResult]]) -> None:
+        """Make commands taken in and not handed out final with known outcomes (those an
+        earlier run of the same job recorded): they are not sent, and the commands that
+        refer to them get their values from those outcomes, substituted by the client.
+        With halt, a known failure then stops the rest, as it did in that run."""
+        failed = False
+        for index, outcome in known:
+            if index not in self._entries or index in self._handed:
+                raise ValueError(f"command #{index} is not pending")
+            self._finalize(index, outcome)
+            failed = failed or outcome.status is not Status.OK
+        if self.halt and failed and not self._halted:
             self._halt_rest()
+
+    def still_pending(self, request: ChunkRequest) -> list[tuple[int, Key, str]]:
+        """``(index, key, method)`` of the commands of `request` that are not final after
+        its answer: refused commands (and their readers) that go again in a later request."""
+        entries = self._entries
+        return [(i, entries[i].key, entries[i].method) for i in request.members if i in entries]
 
     def close(self) -> None:
         """No more commands will come: every outcome nobody refers to can go."""

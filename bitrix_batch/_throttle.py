@@ -30,7 +30,9 @@ __all__ = [
     "Sleep",
 ]
 
-#: A monotonic clock in seconds, like ``anyio.current_time``.
+#: A monotonic clock in seconds. The default is ``time.monotonic``, not
+#: ``anyio.current_time``: trio's clock starts at a random offset in each run, and a limiter
+#: outlives the runs of the event loop that use it.
 Clock: TypeAlias = Callable[[], float]
 
 #: An async sleep taking seconds, like ``anyio.sleep``.
@@ -154,7 +156,7 @@ class LeakyBucket:
         self,
         limit: RateLimit = RateLimit.STANDARD,
         *,
-        clock: Clock = anyio.current_time,
+        clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
         safety: float = DEFAULT_SAFETY,
     ) -> None:
@@ -321,7 +323,7 @@ class OperatingBudget:
         *,
         window: float = 600.0,
         headroom: float = 60.0,
-        clock: Clock = anyio.current_time,
+        clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
         wall_clock: Clock = time.time,
         default_block: float = 300.0,

@@ -79,3 +79,26 @@ def test_an_oauth_refresh_works_in_each_run() -> None:
 
     assert anyio.run(job)["ID"] == anyio.run(job, backend="trio")["ID"]
     assert emu.stats.oauth_refreshes == 2
+
+
+def test_the_rate_limiter_drains_across_runs_of_trio_and_asyncio() -> None:
+    """trio's clock starts at a random offset in each run: the bucket keeps real time, so
+    a run after a trio run is paced, not stalled until the clocks meet."""
+    from bitrix_batch import RateLimit
+
+    emu = Emulator(EmulatorConfig(operating_limit=False, rate_limit=False))
+    client = BitrixClient(
+        emu.webhook_url(),
+        transport=httpx.ASGITransport(app=emu.app),
+        rate_limit=RateLimit(burst=2, per_second=50.0),
+    )
+
+    async def job() -> None:
+        with anyio.fail_after(5):
+            for _ in range(6):
+                await client.call("user.current")
+
+    anyio.run(job, backend="trio")
+    anyio.run(job)
+    anyio.run(job, backend="trio")
+    assert emu.stats.requests == 18

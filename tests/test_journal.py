@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
-from bitrix_batch import BitrixClient, JournalError, Ref, RetryPolicy, Status
+from bitrix_batch import BitrixClient, CommandResult, JournalError, Ref, RetryPolicy, Status
 from bitrix_batch.emulator import Emulator, EmulatorConfig
 from bitrix_batch.journal import Journal
+from tests.fake_clock import FakeClock
 
 
 class Crash(BaseException):
@@ -231,3 +233,181 @@ def test_a_file_that_is_not_a_journal_is_a_journal_error(tmp_path: Path) -> None
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(JournalError, match=r"not\.journal"):
         Journal(bad)
+
+
+async def test_a_halted_job_resumes_after_a_crash(path: Path) -> None:
+    """halt=True: the writes in flight come back unknown, and the rest stays halted."""
+    emu = emulator()
+    cmd = adds(100)
+    with Journal(path) as journal:
+        await crash(emu, cmd, journal, crash_at=1)
+        async with client(emu) as c:
+            result = await c.batch(cmd, halt=True, journal=journal)
+    assert len(result.unknown) == 50
+    assert len(result.skipped) == 50
+    assert emu.count("lead") == 50
+
+
+async def test_a_key_repeated_in_a_stream_is_refused_not_answered_from_the_journal(
+    path: Path,
+) -> None:
+    """A stream may repeat a key beyond its look-back, but a journal cannot tell the two
+    apart: the repeat stops the job with JournalError; nothing is silently dropped."""
+    emu = emulator()
+
+    def job() -> Iterator[tuple[str, Any]]:
+        for i in range(6):
+            yield f"k{i % 3}", ("crm.lead.add", {"fields": {"TITLE": f"T{i}"}})
+
+    with Journal(path) as journal:
+        async with client(emu) as c:
+            with pytest.raises(JournalError, match="keys must be unique"):
+                await c.batch(job(), journal=journal, lookback=1)
+    assert emu.count("lead") == 0  # all six shared one request, refused before it went
+
+
+async def test_another_jobs_key_in_a_stream_stops_it_with_what_ran_kept(path: Path) -> None:
+    """The clash is found when the command is read: what was read before it runs, and the
+    error comes with every outcome."""
+    emu = emulator()
+    with Journal(path) as journal:
+        async with client(emu) as c:
+            await c.batch({"x": ("crm.lead.add", {"fields": {"TITLE": "x"}})}, journal=journal)
+
+        def job() -> Iterator[tuple[str, Any]]:
+            yield from adds(120).items()
+            yield "x", ("crm.contact.add", {"fields": {"NAME": "x"}})
+
+        async with client(emu) as c:
+            with pytest.raises(JournalError, match="belongs to another job") as caught:
+                await c.batch(job(), journal=journal)
+        assert journal.counts() == {"ok": 121}
+    partial = caught.value.bitrix_batch_result  # type: ignore[attr-defined]
+    assert len(partial.result) == 120
+    assert emu.count("lead") == 121
+
+
+async def test_outcomes_final_before_a_cancellation_are_recorded(path: Path) -> None:
+    """Cancelled right after an answer came back: its writes are confirmed, not unknown."""
+    emu = emulator()
+    cmd = adds(100)
+
+    class CancelAfterFirst(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx.ASGITransport(app=emu.app)
+            self.scope: anyio.CancelScope | None = None
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await self.inner.handle_async_request(request)
+            await response.aread()
+            assert self.scope is not None
+            self.scope.cancel()  # lands once this answer is handed back
+            return response
+
+    transport = CancelAfterFirst()
+    with Journal(path) as journal:
+        async with BitrixClient(
+            emu.webhook_url(), transport=transport, rate_limit=None, max_concurrency=1
+        ) as c:
+            with anyio.CancelScope() as scope:
+                transport.scope = scope
+                await c.batch(cmd, journal=journal)
+        counts = journal.counts()
+        assert counts.get("ok", 0) + counts.get("sending", 0) == 50
+        async with client(emu) as c:
+            result = await c.batch(cmd, journal=journal)
+    assert emu.count("lead") == 100
+    assert len(result.result) + len(result.unknown) == 100
+    assert emu.stats.duplicate_adds("lead") == {}
+
+
+async def test_a_command_refused_by_the_server_is_sent_again_after_a_crash(path: Path) -> None:
+    """Refused inside a batch (it did not run), then the process died while it waited for
+    its hold: resumed, it is sent, not reported unknown."""
+    emu = emulator()
+    clock = FakeClock()
+
+    async def die_on_long_waits(seconds: float) -> None:
+        if seconds > 30:
+            raise Crash  # killed while the method is held
+        await clock.sleep(seconds)
+
+    refused = {"done": False}
+
+    class RefuseDealOnce(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx.ASGITransport(app=emu.app)
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if refused["done"]:
+                return await self.inner.handle_async_request(request)
+            refused["done"] = True
+            body = {
+                "result": {
+                    "result": {"lead": 1},
+                    "result_error": {
+                        "deal": {"error": "OPERATION_TIME_LIMIT", "error_description": "x"}
+                    },
+                    "result_total": [],
+                    "result_next": [],
+                    "result_time": [],
+                },
+                "time": {},
+            }
+            return httpx.Response(200, json=body)
+
+    cmd = {"lead": ("crm.lead.add", {}), "deal": ("crm.deal.add", {"fields": {"TITLE": "d"}})}
+    with Journal(path) as journal:
+        with pytest.raises((Crash, BaseExceptionGroup)):
+            async with BitrixClient(
+                emu.webhook_url(),
+                transport=RefuseDealOnce(),
+                rate_limit=None,
+                clock=clock,
+                sleep=die_on_long_waits,
+                retry=RetryPolicy.testing(),
+            ) as c:
+                await c.batch(cmd, journal=journal)
+        assert {e.key: e.state for e in journal.entries()} == {"lead": "ok", "deal": "queued"}
+        async with client(emu) as c:
+            result = await c.batch(cmd, journal=journal)
+    assert result["deal"].status is Status.OK
+    assert emu.count("deal") == 1
+
+
+async def test_resend_unknown_also_sends_writes_an_earlier_resume_reported_unknown(
+    path: Path,
+) -> None:
+    """A default resume records the writes in flight as unknown; a later resume that opts in
+    still sends them."""
+    emu = emulator()
+    cmd = adds(100)
+    with Journal(path) as journal:
+        await crash(emu, cmd, journal, crash_at=2)
+        async with client(emu) as c:
+            await c.batch(cmd, journal=journal)
+        assert journal.counts() == {"ok": 50, "unknown": 50}
+    with Journal(path, resend_unknown=True) as journal:
+        async with client(emu) as c:
+            result = await c.batch(cmd, journal=journal)
+        assert journal.counts() == {"ok": 100}
+    assert result.ok
+
+
+def test_odd_answers_are_stored_and_read_back(path: Path) -> None:
+    """A lone surrogate from a server's escape, a time block of another shape, int and str
+    keys that look alike: all kept apart and read back as they were."""
+    results = [
+        (0, CommandResult(5, "crm.lead.get", Status.OK, {"T": "\ud83d"}, time={"x": 1})),
+        (1, CommandResult("5", "crm.lead.get", Status.OK, [1, "2", None], time=None)),
+    ]
+    with Journal(path) as journal:
+        journal.finished(results)
+        assert [e.key for e in journal.entries()] == [5, "5"]
+        first = journal.recall(0, 5, "crm.lead.get", True)
+        second = journal.recall(1, "5", "crm.lead.get", True)
+    assert first is not None
+    assert first.result == {"T": "\ud83d"}
+    assert first.time == {"x": 1}
+    assert second is not None
+    assert second.result == [1, "2", None]

@@ -515,3 +515,24 @@ async def test_a_library_error_from_the_source_comes_out_as_itself(kind: str) ->
             await client.batch(sync_source() if kind == "sync" else async_source(), window=3)
     assert info.value is failure
     assert len(info.value.bitrix_batch_result.result) == 3  # type: ignore[attr-defined]
+
+
+async def test_a_source_error_comes_after_every_outcome_read_before_it() -> None:
+    """The caller's iterator fails after 120 commands: a reader still gets all 120 outcomes,
+    then the error itself (repeated: the order of the tasks varies between runs)."""
+
+    class SourceBroke(Exception):
+        pass
+
+    def source() -> Iterator[tuple[str, Any]]:
+        yield from adds(120)
+        raise SourceBroke
+
+    for _ in range(30):
+        fake = _fake_adds()
+        seen: list[Any] = []
+        with pytest.raises(SourceBroke):  # noqa: PT012 - the error follows the outcomes
+            async with _fake_client(fake) as client, client.stream(source()) as results:
+                async for outcome in results:
+                    seen.append(outcome.key)
+        assert len(seen) == 120
