@@ -16,6 +16,7 @@ from ._errors import (
     APIError,
     AuthError,
     BitrixBatchError,
+    ClientClosedError,
     CommandError,
     CommandErrors,
     DependencyCycleError,
@@ -43,6 +44,7 @@ from ._events import (
     RequestSent,
     RetryScheduled,
 )
+from ._lists import FoundRows, ListExport, ListShape
 from ._methods import MethodPolicy
 from ._oauth import OAuth, OAuthTokens
 from ._planner import MAX_BATCH, Plan
@@ -52,6 +54,7 @@ from ._result import BatchResult, CommandResult, CommandTime, Skip, SkipReason, 
 from ._retry import RetryPolicy
 from ._throttle import LeakyBucket, OperatingBudget, RateLimit, RateLimiter
 from ._version import __version__
+from .sync import SyncBitrixClient
 
 __all__ = [
     "APIError",
@@ -60,6 +63,7 @@ __all__ = [
     "BitrixBatchError",
     "BitrixClient",
     "CallResult",
+    "ClientClosedError",
     "Command",
     "CommandError",
     "CommandErrors",
@@ -73,11 +77,14 @@ __all__ = [
     "Event",
     "EventHook",
     "EventLoopChangedError",
+    "FoundRows",
     "InvalidCommandError",
     "InvalidReferenceError",
     "InvalidResponseError",
     "JournalError",
     "LeakyBucket",
+    "ListExport",
+    "ListShape",
     "MAX_BATCH",
     "MethodHeld",
     "MethodPolicy",
@@ -103,6 +110,7 @@ __all__ = [
     "Skip",
     "SkipReason",
     "Status",
+    "SyncBitrixClient",
     "TransportError",
     "UnknownReferenceError",
     "__version__",

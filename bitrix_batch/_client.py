@@ -174,7 +174,7 @@ class BitrixClient:
         retry: RetryPolicy | None = None,
         methods: MethodPolicy | None = None,
         body: Literal["json", "form"] = "json",
-        clock: Clock = anyio.current_time,
+        clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
         wall_clock: Clock = time.time,
         on_event: EventHook | None = None,
@@ -204,6 +204,9 @@ class BitrixClient:
         self._max_concurrency = max_concurrency
         self._clock = clock
         self._sleep = sleep
+        # Only real time can be waited on alongside the answers; an injected clock (tests)
+        # moves only when something sleeps on it.
+        self._real_clock = clock in (time.monotonic, anyio.current_time)
         if isinstance(rate_limit, RateLimit):
             rate_limit = LeakyBucket(rate_limit, clock=clock, sleep=sleep)
         self._bucket = rate_limit
@@ -253,10 +256,15 @@ class BitrixClient:
         if (self._loop is None or self._loop is loop) and not self._closed:
             self._loop = loop
             return
-        if not self._own_http:
+        if not self._own_http or (
+            not self._own_transport
+            and not self._closed
+            and isinstance(self._transport, httpx.AsyncHTTPTransport)
+        ):
+            # In-process transports (ASGI, mock) may move; pooled connections cannot.
             raise EventLoopChangedError(
-                "this BitrixClient's httpx.AsyncClient was used in another event loop and"
-                " cannot move to this one: create both inside the loop that uses them"
+                "this BitrixClient's httpx client or transport was used in another event loop"
+                " and cannot move to this one: create both inside the loop that uses them"
             )
         # After aclose(), or in a new loop: a fresh pool. An old loop's pool is dropped, not
         # closed (its loop is gone); close the client in each run (`async with`) to have
@@ -429,18 +437,24 @@ class BitrixClient:
         job = self._job(cmd, halt, window, lookback, journal)
         send, receive = anyio.create_memory_object_stream[CommandResult](MAX_BATCH)
 
+        outcomes = _Outcomes(receive)
+
         async def run() -> None:
             async with send:
                 fatal = await self._drive(job, progress, None, send)
-            if fatal is not None and (
-                not isinstance(fatal, BitrixBatchError) or job.from_source(fatal)
-            ):
-                raise fatal  # not ours: the reader sees it once the outcomes are read
+                if fatal is not None and (
+                    not isinstance(fatal, BitrixBatchError) or job.from_source(fatal)
+                ):
+                    # Not ours: the reader gets it after the last outcome (set before the
+                    # stream ends, so none of the outcomes buffered before it is lost).
+                    outcomes.failure = fatal
 
         async with _single_errors(), anyio.create_task_group() as tg, receive:
             tg.start_soon(run)
-            yield receive
+            yield outcomes
             tg.cancel_scope.cancel()
+        if outcomes.failure is not None and not outcomes.raised:
+            raise outcomes.failure  # the reader left before the end: raise it here
 
     # --- lists (bitrix_batch/_lists.py does the work; this section only delegates) ----------
 
@@ -449,8 +463,6 @@ class BitrixClient:
     from typing import TYPE_CHECKING
 
     if TYPE_CHECKING:
-        from collections.abc import Iterable as _Iterable
-
         from ._lists import FoundRows, ListExport, ListShape
     del TYPE_CHECKING
 
@@ -485,7 +497,7 @@ class BitrixClient:
     async def get_by_ids(
         self,
         method: str,
-        ids: _Iterable[int | str],
+        ids: Iterable[int | str],
         params: Mapping[str, Any] | None = None,
         *,
         shape: ListShape | None = None,
@@ -531,10 +543,13 @@ class BitrixClient:
             with _gc_paused():
                 scheduler.extend(planned.chunks)
                 if journal is not None:
-                    for entry in planned.entries:
-                        known = journal.recall(entry.key, entry.method, entry.read)
-                        if known is not None:
-                            scheduler.preset(entry.index, known)
+                    recall = journal.recall
+                    scheduler.preset(
+                        (entry.index, known)
+                        for entry in planned.entries
+                        if (known := recall(entry.index, entry.key, entry.method, entry.read))
+                        is not None
+                    )
             scheduler.close()
             return _Job(scheduler, None, len(planned.entries), journal)
         intake = Intake(
@@ -578,8 +593,19 @@ class BitrixClient:
         done = 0
         journal_failed = False
 
+        def record(write: Callable[[Any], None], items: Any) -> None:
+            """Write to the journal; if it fails, the job stops (what is final stays)."""
+            nonlocal journal_failed
+            try:
+                write(items)
+            except Exception as exc:
+                journal_failed = True
+                stop(exc)
+
         def gate(request: ChunkRequest) -> Callable[[], None]:
-            commands = list(zip(request.keys, request.method_of.values(), strict=True))
+            commands = list(
+                zip(request.members, request.keys, request.method_of.values(), strict=True)
+            )
 
             def check() -> None:  # right before each attempt goes on the wire
                 if fatal:
@@ -618,50 +644,59 @@ class BitrixClient:
                 stop(exc)
             else:
                 scheduler.complete(request, sections)
+                if journal is not None and not journal_failed:
+                    again = scheduler.still_pending(request)
+                    if again:  # refused, so certainly not run: they may be sent again
+                        record(journal.requeued, again)
             wake_send.send_nowait(None)
 
-        async with _single_errors(), anyio.create_task_group() as tg, wake_send, wake_receive:
-            if intake is not None and intake.reads_async:
-                tg.start_soon(intake.pump, wake_send.clone())
-            fed = -1  # outcomes handed over when the input was last read
-            while True:
-                if intake is not None:
-                    fed = done
-                    with _gc_paused():
-                        intake.feed(done)
-                room = self._max_concurrency - scheduler.in_flight
-                for request in scheduler.next_requests(limit=room, held=self._budget.is_held):
-                    tg.start_soon(run_chunk, request)
-                # Hand over what became final; sending may wait for the reader, and more
-                # outcomes can become final meanwhile, so drain until nothing is left.
-                while finished := scheduler.take_finished():
-                    done += len(finished)
-                    if journal is not None and not journal_failed:
-                        try:
-                            journal.finished([outcome for _, outcome in finished])
-                        except Exception as exc:  # the journal failed: stop, keep results
-                            journal_failed = True
-                            stop(exc)
-                    if keep is not None:
-                        keep(finished)
-                    if sink is not None:
-                        for _, outcome in finished:
-                            await sink.send(outcome)
-                    if progress is not None and not fatal:
-                        try:
-                            progress(done, job.total)
-                        except Exception as exc:  # the caller's callback: stop, keep results
-                            stop(exc)
-                if scheduler.finished:
-                    break
-                if scheduler.has_ready and scheduler.in_flight < self._max_concurrency:
-                    continue  # chunks became ready while results were being handed over
-                if intake is not None and not intake.done and done != fed:
-                    continue  # outcomes were handed over: the window has room to read on
-                await self._wait(scheduler, intake, wake_receive)
-                self._note_holds()
-                scheduler.unpark(self._budget.is_held)
-            tg.cancel_scope.cancel()  # the pump of an async source, if the job stopped early
+        try:
+            async with _single_errors(), anyio.create_task_group() as tg, wake_send, wake_receive:
+                if intake is not None and intake.reads_async:
+                    tg.start_soon(intake.pump, wake_send.clone())
+                fed = -1  # outcomes handed over when the input was last read
+                while True:
+                    if intake is not None:
+                        fed = done
+                        with _gc_paused():
+                            intake.feed(done)
+                    room = self._max_concurrency - scheduler.in_flight
+                    for request in scheduler.next_requests(limit=room, held=self._budget.is_held):
+                        tg.start_soon(run_chunk, request)
+                    # Hand over what became final; sending may wait for the reader, and more
+                    # outcomes can become final meanwhile, so drain until nothing is left.
+                    while finished := scheduler.take_finished():
+                        done += len(finished)
+                        if journal is not None and not journal_failed:
+                            record(journal.finished, finished)
+                        if keep is not None:
+                            keep(finished)
+                        if sink is not None:
+                            for _, outcome in finished:
+                                await sink.send(outcome)
+                        if progress is not None and not fatal:
+                            try:
+                                progress(done, job.total)
+                            except Exception as exc:  # the caller's callback: stop, keep results
+                                stop(exc)
+                    if scheduler.finished:
+                        break
+                    if scheduler.has_ready and scheduler.in_flight < self._max_concurrency:
+                        continue  # chunks became ready while results were being handed over
+                    if intake is not None and not intake.done and done != fed:
+                        continue  # outcomes were handed over: the window has room to read on
+                    await self._wait(scheduler, intake, wake_receive)
+                    self._note_holds()
+                    scheduler.unpark(self._budget.is_held)
+                tg.cancel_scope.cancel()  # the pump of an async source, if the job stopped early
+        finally:
+            # Outcomes that became final just before a cancellation (or a crash of the
+            # caller) are recorded too: confirmed writes must not turn unknown on resume.
+            if journal is not None and not journal_failed:
+                left = scheduler.take_finished()
+                if left:
+                    with contextlib.suppress(Exception):  # the job ends with an error already
+                        journal.finished(left)
         if fatal:
             return fatal[0]
         # The caller's iterator failed: the input ended there, what it gave before has run,
@@ -678,7 +713,7 @@ class BitrixClient:
         source_open = intake is not None and intake.reads_async
         if scheduler.in_flight > 0:
             await self._wait_for_news(scheduler, wake)
-        elif scheduler.parked and not (source_open and self._clock is anyio.current_time):
+        elif scheduler.parked and not (source_open and self._real_clock):
             # Only commands of methods over their operating-time budget are left (and with
             # an injected clock, the source cannot be waited on alongside): sleep until the
             # first hold ends.
@@ -703,7 +738,7 @@ class BitrixClient:
     ) -> None:
         """Wait for a request to come back, or for the first hold on parked commands to end."""
         release = self._budget.next_release() if scheduler.parked else None
-        if release is None or self._clock is not anyio.current_time:
+        if release is None or not self._real_clock:
             # An injected clock cannot be waited on alongside the stream; requests come back
             # soon enough there (tests), so the parked commands go with the next answer.
             await wake.receive()
@@ -867,7 +902,7 @@ class BitrixClient:
             params = {**params, "auth": token}
         if self._bucket is not None:
             waited = await self._bucket.acquire()
-            if waited > 0:
+            if waited:  # a limiter of the caller's may return None
                 self._emit(RateLimitWaited(waited))
         # Holds may have begun while this call waited for the bucket. Checked before the
         # gate: what the gate records (a journal's "sending") must then really go out.
@@ -1008,6 +1043,24 @@ class _JobStopped(_NotSent):
     def __init__(self, cause: Exception) -> None:
         super().__init__(f"not sent: the job stopped ({cause})")
         self.cause = cause
+
+
+class _Outcomes(AsyncIterator[CommandResult]):
+    """A stream's outcomes as they become final; then the error that ended the job, if any."""
+
+    def __init__(self, receive: anyio.abc.ObjectReceiveStream[CommandResult]) -> None:
+        self._receive = receive
+        self.failure: Exception | None = None
+        self.raised = False
+
+    async def __anext__(self) -> CommandResult:
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            if self.failure is not None and not self.raised:
+                self.raised = True
+                raise self.failure from None
+            raise StopAsyncIteration from None
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ This module performs no I/O.
     │   ├── RateLimitError                503 QUERY_LIMIT_EXCEEDED
     │   ├── OperationTimeLimitError       429 OPERATION_TIME_LIMIT
     │   └── AuthError                     401: bad webhook, expired or invalid token, scope
+    ├── ClientClosedError (RuntimeError)  a SyncBitrixClient used after close()
     ├── CommandError                      one command failed inside a batch (stored as data)
     ├── OutcomeUnknownError               a write may or may not have run; it is not re-sent
     └── CommandErrors                     raised by BatchResult.raise_for_errors()
@@ -38,6 +39,7 @@ __all__ = [
     "APIError",
     "AuthError",
     "BitrixBatchError",
+    "ClientClosedError",
     "CommandError",
     "CommandErrors",
     "DependencyCycleError",
@@ -283,3 +285,10 @@ def _where(key: Key | None, method: str | None) -> str:
     if key is None:
         return f"command {method!r}" if method else "command"
     return f"command {key!r} ({method})" if method else f"command {key!r}"
+
+
+# --- the sync facade ------------------------------------------------------------------------
+
+
+class ClientClosedError(BitrixBatchError, RuntimeError):
+    """A `SyncBitrixClient` (or one of its streams) was used after it was closed."""

@@ -31,6 +31,7 @@ from .request import collect_params
 from .seed import seed_defaults, seed_entity, seed_users
 from .stats import Stats
 from .store import Store
+from .tasks import register_tasks
 from .users import register_users
 
 __all__ = ["Emulator"]
@@ -65,6 +66,7 @@ class Emulator:
         self.engine = Engine(cfg, self.store, self.stats, self.lock)
         register_crm(self.engine)
         register_users(self.engine)
+        register_tasks(self.engine)
         self.engine.register("batch", batch_handler, None)
         self.bucket = LeakyBucket(
             cfg.effective_burst, cfg.effective_drain, cfg.clock, cfg.rate_count_rejected
