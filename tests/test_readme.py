@@ -22,5 +22,12 @@ def test_quickstart_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
 def test_first_lines_are_the_two_commands() -> None:
     """A newcomer sees how to run the main job and the tests before anything else."""
     head = README.read_text().split("```")[1]
-    assert "examples/quickstart.py" in head
+    assert "bitrix-batch demo" in head
     assert "python -m pytest" in head
+
+
+def test_the_main_job_command_is_the_installed_demo() -> None:
+    """`bitrix-batch demo` is the console script the cli extra installs."""
+    pyproject = (README.parent / "pyproject.toml").read_text()
+    assert 'bitrix-batch = "bitrix_batch.cli:main"' in pyproject
+    assert re.search(r"^cli = \[.*tqdm.*uvicorn.*\]", pyproject, re.M)
