@@ -118,8 +118,9 @@ def split_base_url(url: str, what: str) -> SplitResult:
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace every secret in `text` with ``***``."""
-    for secret in secrets:
+    """Replace every secret in `text` with ``***`` (the longest first, so that a secret
+    containing another is masked whole)."""
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret:
             text = text.replace(secret, "***")
     return text

@@ -22,13 +22,21 @@ class _RedactSecrets(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.secrets: set[str] = set()
+        # Longest first: a secret that contains another (two webhooks' codes, say) must be
+        # masked whole, not turned into its own prefix plus ***.
+        self.ordered: tuple[str, ...] = ()
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Register more secrets."""
+        self.secrets.update(s for s in secrets if s)
+        self.ordered = tuple(sorted(self.secrets, key=len, reverse=True))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        if not self.ordered:
             return True
         message = record.getMessage()
         masked = message
-        for secret in self.secrets:
+        for secret in self.ordered:
             masked = masked.replace(secret, "***")
         if masked != message:
             record.msg, record.args = masked, None
@@ -40,7 +48,7 @@ _FILTER = _RedactSecrets()
 
 def protect_logs(secrets: Iterable[str]) -> None:
     """Mask `secrets` in everything httpx and httpcore log, from now on, process-wide."""
-    _FILTER.secrets.update(s for s in secrets if s)
+    _FILTER.add(secrets)
     for name in _LOGGERS:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:

@@ -602,3 +602,19 @@ async def test_a_batch_whose_method_became_held_is_handed_back() -> None:
     later = [(t, k) for t, c in sent[3:] for k in c]
     assert sorted(k for _, k in later) == ["d0", "d1"]
     assert all(t == pytest.approx(300.0) for t, _ in later)
+
+
+async def test_a_secret_inside_another_is_never_half_masked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two clients whose codes overlap ("c0de" inside "s3cr3tc0de"): log lines and reprs mask
+    the longer code whole, not as its prefix plus ***."""
+    other = BitrixClient("https://portal.example/rest/1/c0de/", transport=lead_store().transport())
+    fake = lead_store()
+    with caplog.at_level(logging.DEBUG):
+        async with httpx.AsyncClient(transport=fake.transport()) as http:
+            client = BitrixClient(WEBHOOK, http_client=http, rate_limit=None)
+            await client.batch(["user.current"])
+    await other.aclose()
+    assert "s3cr3t" not in caplog.text
+    assert "/rest/1/***/batch" in caplog.text
