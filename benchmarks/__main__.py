@@ -15,7 +15,9 @@ Runs, each in its own process (and each spawning its own emulator processes):
 - ``planner`` (bench_planner.py): requests and rounds, planner + encoder throughput;
 - ``throttle`` (bench_throttle_peers.py: bench_throttle.py plus b24pysdk): wall time against
   the leaky bucket's bound, 503s, lost and duplicate adds, per client;
-- ``emulator`` (bench_emulator.py): the emulator's own requests per second.
+- ``emulator`` (bench_emulator.py): the emulator's own requests per second;
+- ``export`` (bench_export.py): a list export, `list_all` vs fast-bitrix24 ``get_all`` and
+  b24pysdk ``as_list_fast``: requests, 503s and wall time against the bucket's bound.
 
 Writes under ``--out`` (default: ``benchmarks/``): each benchmark's JSON in
 ``results/suite/``, a summary in ``results/suite.json``, the chart ``results/suite.png``
@@ -46,7 +48,7 @@ from benchmarks.chart import THROTTLE_LABELS, render
 
 BEGIN = "<!-- suite:begin -->"
 END = "<!-- suite:end -->"
-STEPS = ("cpu", "memory", "planner", "throttle", "emulator")
+STEPS = ("cpu", "memory", "planner", "throttle", "emulator", "export")
 
 #: Each benchmark's options per scale. Smoke sizes only prove that the harness works.
 SCALES: dict[str, dict[str, list[str]]] = {
@@ -69,6 +71,7 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "planner": ["--commands", "2000", "--chains", "30", "--repeat", "1"],
         "throttle": ["--commands", "3000", "--scale", "20", "--probe-seconds", "0"],
         "emulator": ["--seconds", "0.1", "--leads", "100"],
+        "export": ["--smoke"],
     },
     "default": {
         "cpu": ["--commands", "20000", "--repeat", "3"],
@@ -76,6 +79,7 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "planner": ["--repeat", "3"],
         "throttle": [],
         "emulator": ["--seconds", "0.5"],
+        "export": ["--rows", "100000"],
     },
     "full": {
         "cpu": ["--commands", "20000", "--repeat", "5"],
@@ -83,6 +87,7 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "planner": ["--commands", "1000000", "--repeat", "3"],
         "throttle": ["--scale", "1"],
         "emulator": ["--seconds", "2"],
+        "export": ["--rows", "400000"],
     },
 }
 TIMEOUTS = {"smoke": 120.0, "default": 1800.0, "full": 7200.0}  # per benchmark, seconds
@@ -99,6 +104,8 @@ def command(step: str, scale: str, json_path: Path) -> list[str]:
         return [str(BENCH_DIR / "bench_planner.py"), *options, "--json", str(json_path)]
     if step == "throttle":
         return ["-m", "benchmarks.bench_throttle_peers", *options, "--json", str(json_path)]
+    if step == "export":
+        return ["-m", "benchmarks.bench_export", *options, "--json", str(json_path)]
     return [str(BENCH_DIR / "bench_emulator.py"), *options]
 
 
@@ -233,6 +240,8 @@ def summarize(steps: dict[str, dict[str, Any]], scale: str) -> dict[str, Any]:
             ]
         elif step == "emulator":
             suite["emulator"] = data
+        elif step == "export":
+            suite["export"] = {"rows": data["rows"], "results": data["results"]}
     return suite
 
 
@@ -264,6 +273,7 @@ def section(suite: dict[str, Any], chart: str | None) -> str:
         "planner": "Planner (bench_planner.py)",
         "throttle": "Rate limit (bench_throttle.py, with b24pysdk added)",
         "emulator": "Emulator overhead (bench_emulator.py)",
+        "export": "List export (bench_export.py)",
     }
     for name, step in steps.items():
         how = f"`{step.get('command', '?')}`, {step['seconds']:.0f} s"
@@ -288,10 +298,32 @@ def section(suite: dict[str, Any], chart: str | None) -> str:
             out.append(_planner_md(suite["planner"]))
         elif name == "throttle":
             out.append(_throttle_md(suite["throttle"]))
+        elif name == "export":
+            out.append(_export_md(suite["export"]))
         else:
             out.append(_emulator_md(suite["emulator"]))
     out.append(END)
     return "\n".join(out)
+
+
+def _export_md(e: dict[str, Any]) -> str:
+    def share(value: Any) -> str:
+        return "within the burst" if value is None else f"{value:.1%}"
+
+    rows = [
+        [
+            r["tool"],
+            f"{r['rows']:,}" + ("" if r.get("ids_exact") else " (IDs not exact)"),
+            f"{r['wall_s']:.2f}",
+            str(r["http_requests"]),
+            str(r["status_503"]),
+            f"{r['bound_s']:.1f}",
+            share(r.get("bound_over_wall")),
+        ]
+        for r in e["results"]
+    ]
+    head = ["tool", "rows", "wall s", "requests", "503", "bound s", "bound / wall"]
+    return f"{e['rows']:,} leads exported by each tool.\n\n" + md_table(head, rows)
 
 
 def _repeat(step: dict[str, Any]) -> str:

@@ -53,7 +53,7 @@ def positive(value: Any) -> bool:
 
 def test_every_benchmark_ran(suite: tuple[Path, dict[str, Any]]) -> None:
     _, summary = suite
-    assert set(summary["steps"]) == {"cpu", "memory", "planner", "throttle", "emulator"}
+    assert set(summary["steps"]) == {"cpu", "memory", "planner", "throttle", "emulator", "export"}
     for name, step in summary["steps"].items():
         assert step["ok"], (name, step["output_tail"])
         assert Path(step["json"]).exists()
@@ -107,6 +107,18 @@ def test_planner_throttle_and_emulator_figures(suite: tuple[Path, dict[str, Any]
     assert all(positive(r["requests_per_s"]) for r in summary["emulator"]["rows"])
 
 
+def test_export_figures_for_every_installed_client(suite: tuple[Path, dict[str, Any]]) -> None:
+    _, summary = suite
+    rows = {r["tool"]: r for r in summary["export"]["results"]}
+    assert set(rows) == {"ours"} | {p for p in PEERS if installed(p)}
+    ours = rows["ours"]
+    assert ours["ok"]
+    assert ours["ids_exact"]
+    assert ours["rows"] == summary["export"]["rows"]
+    assert positive(ours["http_requests"])
+    assert positive(ours["wall_s"])
+
+
 def test_markdown_tables_and_chart(suite: tuple[Path, dict[str, Any]]) -> None:
     out, _ = suite
     text = (out / "RESULTS.md").read_text()
@@ -118,6 +130,7 @@ def test_markdown_tables_and_chart(suite: tuple[Path, dict[str, Any]]) -> None:
         "bench_planner.py",
         "bench_throttle.py",
         "bench_emulator.py",
+        "bench_export.py",
     ):
         assert title in section
     ratio = re.search(
