@@ -24,6 +24,22 @@ from tests.fake_bitrix import WEBHOOK, FakeBitrix, flaky
 from tests.fake_clock import FakeClock
 
 
+def on_fake_clock(
+    fake: FakeBitrix, clock: FakeClock, paced: bool = False, **options: Any
+) -> BitrixClient:
+    """A client of `fake` whose time (and wall clock) is `clock`; unpaced unless asked."""
+    if not paced:
+        options["rate_limit"] = None
+    return BitrixClient(
+        WEBHOOK,
+        transport=fake.transport(),
+        clock=clock,
+        sleep=clock.sleep,
+        wall_clock=clock.wall,
+        **options,
+    )
+
+
 def leads() -> FakeBitrix:
     fake = FakeBitrix()
     fake.methods["crm.lead.add"] = lambda params: 1
@@ -55,15 +71,7 @@ async def test_a_refused_request_is_answered_with_its_code_then_retried() -> Non
     )
     clock = FakeClock()
     events: list[Event] = []
-    client = BitrixClient(
-        WEBHOOK,
-        transport=fake.transport(),
-        rate_limit=None,
-        clock=clock,
-        sleep=clock.sleep,
-        retry=RetryPolicy(attempts=3),
-        on_event=events.append,
-    )
+    client = on_fake_clock(fake, clock, retry=RetryPolicy(attempts=3), on_event=events.append)
     async with client:
         result = await client.batch([("crm.lead.add", {})])
     assert result.ok
@@ -92,15 +100,7 @@ async def test_a_connection_error_is_reported_without_the_webhook_code() -> None
     fake.script.append(httpx.ConnectError(f"cannot reach {WEBHOOK}"))
     clock = FakeClock()
     events: list[Event] = []
-    client = BitrixClient(
-        WEBHOOK,
-        transport=fake.transport(),
-        rate_limit=None,
-        clock=clock,
-        sleep=clock.sleep,
-        retry=RetryPolicy(attempts=2),
-        on_event=events.append,
-    )
+    client = on_fake_clock(fake, clock, retry=RetryPolicy(attempts=2), on_event=events.append)
     async with client:
         await client.call("user.current")
     failed = [e for e in events if isinstance(e, RequestFailed)]
@@ -114,14 +114,7 @@ async def test_waits_for_the_rate_limit_are_reported() -> None:
     fake = leads()
     clock = FakeClock()
     events: list[Event] = []
-    client = BitrixClient(
-        WEBHOOK,
-        transport=fake.transport(),
-        clock=clock,
-        sleep=clock.sleep,
-        max_concurrency=60,
-        on_event=events.append,
-    )
+    client = on_fake_clock(fake, clock, max_concurrency=60, on_event=events.append, paced=True)
     async with client:
         await client.batch([("crm.lead.add", {})] * (52 * 50))
     waits = [e.seconds for e in events if isinstance(e, RateLimitWaited)]
@@ -154,16 +147,7 @@ async def test_a_hold_is_reported_with_its_wall_clock_end_and_its_release() -> N
 
     fake.run_batch = run_batch  # type: ignore[method-assign]
     events: list[Event] = []
-    client = BitrixClient(
-        WEBHOOK,
-        transport=fake.transport(),
-        rate_limit=None,
-        clock=clock,
-        sleep=clock.sleep,
-        wall_clock=clock.wall,
-        max_concurrency=1,
-        on_event=events.append,
-    )
+    client = on_fake_clock(fake, clock, max_concurrency=1, on_event=events.append)
     cmd: list[Any] = [("crm.deal.add", {})] * 100
     async with client:
         result = await client.batch(cmd)
@@ -186,16 +170,7 @@ async def test_a_refused_method_is_held_by_the_server_block() -> None:
     fake.methods["crm.deal.add"] = flaky("OPERATION_TIME_LIMIT", 5)
     clock = FakeClock()
     events: list[Event] = []
-    client = BitrixClient(
-        WEBHOOK,
-        transport=fake.transport(),
-        rate_limit=None,
-        clock=clock,
-        sleep=clock.sleep,
-        wall_clock=clock.wall,
-        retry=RetryPolicy.testing(),
-        on_event=events.append,
-    )
+    client = on_fake_clock(fake, clock, retry=RetryPolicy.testing(), on_event=events.append)
     async with client:
         await client.batch({"d": "crm.deal.add", "l": "crm.lead.add"})
     held = [e for e in events if isinstance(e, MethodHeld)]
@@ -213,14 +188,7 @@ async def test_events_are_logged_at_info_and_debug_without_secrets(
         httpx.Response(503, json={"error": "QUERY_LIMIT_EXCEEDED", "error_description": "x"})
     )
     clock = FakeClock()
-    client = BitrixClient(
-        WEBHOOK,
-        transport=fake.transport(),
-        rate_limit=None,
-        clock=clock,
-        sleep=clock.sleep,
-        retry=RetryPolicy(attempts=3),
-    )
+    client = on_fake_clock(fake, clock, retry=RetryPolicy(attempts=3))
     with caplog.at_level(logging.DEBUG, logger="bitrix_batch"):
         async with client:
             await client.batch([("crm.lead.add", {})])

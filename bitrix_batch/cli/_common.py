@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import IntEnum
 from typing import IO, Any
 
@@ -156,7 +156,7 @@ def add_client_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--max-concurrency",
-        type=_positive_int,
+        type=int_at_least(1),
         default=16,
         metavar="N",
         help="HTTP requests in flight at once (default: 16)",
@@ -166,7 +166,7 @@ def add_client_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--attempts",
-        type=_positive_int,
+        type=int_at_least(1),
         default=RetryPolicy().attempts,
         metavar="N",
         help="the most times one HTTP call is tried, when retrying is safe (default: 8)",
@@ -245,11 +245,16 @@ class LogSetup:
         self.close()
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse

@@ -33,6 +33,7 @@ from ._common import (
     Secrets,
     add_client_options,
     add_common_options,
+    int_at_least,
     make_client,
     resolve_webhook,
     want_progress,
@@ -95,7 +96,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--lookback",
-        type=_count,
+        type=int_at_least(0),
         default=DEFAULT_LOOKBACK,
         metavar="N",
         help="how many commands back a $result reference may point (default: 10000)",
@@ -199,14 +200,6 @@ async def drive(
     return report
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
-    return value
 
 
 def _csv_mapping(args: argparse.Namespace) -> CsvMapping | None:
