@@ -453,8 +453,11 @@ class BitrixClient:
             tg.start_soon(run)
             yield outcomes
             tg.cancel_scope.cancel()
-        if outcomes.failure is not None and not outcomes.raised:
-            raise outcomes.failure  # the reader left before the end: raise it here
+        # The reader left before the end: raise the error here (the source's is known as soon
+        # as it happens, even if the job was cancelled before it could hand it over).
+        failure = outcomes.failure or (job.intake.failure if job.intake is not None else None)
+        if failure is not None and not outcomes.raised:
+            raise failure
 
     # --- lists (bitrix_batch/_lists.py does the work; this section only delegates) ----------
 

@@ -536,3 +536,24 @@ async def test_a_source_error_comes_after_every_outcome_read_before_it() -> None
                 async for outcome in results:
                     seen.append(outcome.key)
         assert len(seen) == 120
+
+
+@pytest.mark.parametrize("read", [0, 5, 60])
+async def test_a_source_error_is_raised_when_the_reader_leaves_early(read: int) -> None:
+    """The reader stops before the end: the source's error still comes out of the block."""
+
+    class SourceBroke(Exception):
+        pass
+
+    def source() -> Iterator[tuple[str, Any]]:
+        yield from adds(120)
+        raise SourceBroke
+
+    fake = _fake_adds()
+    with pytest.raises(SourceBroke):  # noqa: PT012 - raised when the block is left
+        async with _fake_client(fake) as client, client.stream(source()) as results:
+            iterator = aiter(results)
+            for _ in range(read):
+                await anext(iterator)
+            for _ in range(20):  # let the job read the whole source and fill the buffer
+                await anyio.lowlevel.checkpoint()
