@@ -31,3 +31,13 @@ def test_the_main_job_command_is_the_installed_demo() -> None:
     pyproject = (README.parent / "pyproject.toml").read_text()
     assert 'bitrix-batch = "bitrix_batch.cli:main"' in pyproject
     assert re.search(r"^cli = \[.*tqdm.*uvicorn.*\]", pyproject, re.M)
+
+
+def test_no_link_breaks_on_a_package_index() -> None:
+    """A package index shows the README without the source tree: no relative links or images
+    (paths are named as code instead), and none of the paths named are missing."""
+    text = README.read_text()
+    targets = re.findall(r"\]\(([^)]+)\)", text)
+    assert [t for t in targets if not t.startswith(("https://", "http://", "#"))] == []
+    for path in re.findall(r"`((?:docs|benchmarks|examples)/[\w./-]+)`", text):
+        assert (README.parent / path).exists(), path
