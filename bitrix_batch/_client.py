@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import httpx
@@ -64,6 +64,9 @@ from ._retry import RetryPolicy, classify, command_verdict
 from ._scheduler import ChunkRequest, Scheduler
 from ._throttle import Clock, LeakyBucket, OperatingBudget, RateLimit, RateLimiter, Sleep
 from ._version import __version__
+
+if TYPE_CHECKING:  # `_lists` uses the client; it is imported when a list method is called
+    from ._lists import FoundRows, ListExport, ListShape
 
 __all__ = ["BitrixClient", "CallResult"]
 
@@ -460,14 +463,6 @@ class BitrixClient:
             raise failure
 
     # --- lists (bitrix_batch/_lists.py does the work; this section only delegates) ----------
-
-    # The names below are for the type checker only: `_lists` is imported when a list method
-    # is first called, never with the engine.
-    from typing import TYPE_CHECKING
-
-    if TYPE_CHECKING:
-        from ._lists import FoundRows, ListExport, ListShape
-    del TYPE_CHECKING
 
     def list_all(
         self,
