@@ -218,3 +218,14 @@ def test_file_database(tmp_path: object) -> None:
     second = make_emulator(database=path)
     assert second.count("lead") == 10
     second.close()
+
+
+def test_clearing_the_store_empties_every_table_tasks_included() -> None:
+    """Store.clear() restarts the portal empty, whatever modules added tables."""
+    from bitrix_batch.emulator.tasks import TASK_TABLE, seed_tasks
+
+    emu = make_emulator(seed_leads=5)
+    seed_tasks(emu.store, 3, 1.7e9)
+    emu.store.clear()
+    assert emu.count("lead") == 0
+    assert emu.store.db.execute(f"SELECT COUNT(*) FROM {TASK_TABLE}").fetchone()[0] == 0

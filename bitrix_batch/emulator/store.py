@@ -166,9 +166,16 @@ class Store:
     def clear(self) -> None:
         """Delete all data and restart the ID sequences."""
         with self.lock:
-            tables = [e.table for e in ENTITIES.values()] + ["users", "departments", "meta"]
+            # Every table there is: modules such as tasks add their own.
+            tables = [
+                row[0]
+                for row in self.db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
             for table in tables:
-                self.db.execute(f"DELETE FROM {table}")
+                self.db.execute(f'DELETE FROM "{table}"')
             self.db.execute("DELETE FROM sqlite_sequence")
 
     def close(self) -> None:
