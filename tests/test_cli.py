@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from bitrix_batch._result import CommandResult
 from bitrix_batch.cli import main
 from bitrix_batch.cli._demo import Layout, bucket_bound
 from bitrix_batch.cli._export import parse_filter
+from bitrix_batch.cli._input import CsvMapping, CsvSource
 from bitrix_batch.emulator import Emulator, EmulatorConfig, FaultConfig, MethodCost, serve_in_thread
 from bitrix_batch.emulator.config import DEFAULT_COSTS
 from bitrix_batch.journal import Journal
@@ -569,6 +572,305 @@ def test_demo_on_a_terminal_draws_its_bars() -> None:
     assert "200/200" in screen
     assert "export: 100%" in screen
     assert "verified:" in stdout
+
+
+# --- broken streams, bad options, odd input (review 2) ----------------------------------------
+
+
+class Breaks(io.StringIO):
+    """A text stream whose writes and flushes fail (a closed pipe) after `after` writes."""
+
+    def __init__(self, after: int = 0, *, tty: bool = False) -> None:
+        super().__init__()
+        self.after, self.tty = after, tty
+        self.writes = 0
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        if self.writes > self.after:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(s)
+
+    def flush(self) -> None:
+        if self.writes > self.after:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def _bar_threads() -> set[threading.Thread]:
+    return {
+        t for t in threading.enumerate() if t.name in ("bitrix_batch-progress", "tqdm_monitor")
+    }
+
+
+def test_a_bar_whose_stream_breaks_still_closes() -> None:
+    """The refresher meets the broken stream: the bar stops drawing, close() returns, and tqdm's
+    lock is free for the next bar (it used to be kept by the dead thread: a hang)."""
+    before = _bar_threads()
+    bar = ProgressBar(100, file=Breaks(3), mininterval=0.01)
+    for i in range(40):
+        bar.update(i + 1)
+        time.sleep(0.005)
+    closer = threading.Thread(target=bar.close, daemon=True)
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive(), "close() hangs"
+    assert bar.broken
+    bar.write("a log line")  # dropped, not raised
+    assert _bar_threads() == before  # no refresher left, no tqdm_monitor started
+    screen = io.StringIO()
+    with ProgressBar(3, file=screen, mininterval=0.01) as other:  # tqdm's lock is free
+        other.update(3)
+    assert "3/3" in screen.getvalue()
+    # Unwritable from the start (2>/dev/full): made, fed and closed without an error.
+    with ProgressBar(3, file=Breaks(0), mininterval=0.01) as dead:
+        dead.update(1)
+        dead.on_event(MethodHeld("crm.lead.add", time.time() + 5, "near the limit"))
+        dead.write("x")
+    assert dead.broken
+
+
+def test_a_dropped_bar_stops_its_thread() -> None:
+    bar = ProgressBar(10, file=io.StringIO(), mininterval=0.01)
+    thread = bar._refresher
+    assert thread is not None
+    assert thread.daemon
+    del bar
+    gc.collect()
+    thread.join(2)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("after", [0, 3])
+def test_a_broken_stderr_changes_nothing_in_the_job(
+    served: tuple[Emulator, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    after: int,
+) -> None:
+    """stderr unwritable from the start (--progress 2>/dev/full) or from the 4th write on (a
+    terminal closed mid-job): every outcome is written, the exit code is the job's."""
+    emu, url = served
+    job = write_jsonl(tmp_path / "job.jsonl", [add(i, f"e{i}") for i in range(120)])
+    out = tmp_path / "results.jsonl"
+    monkeypatch.setattr(sys, "stderr", Breaks(after, tty=True))
+    argv = ["run", str(job), "--webhook", url, "--out", str(out), "--log-level", "debug"]
+    assert main([*argv, "--progress"]) == 0
+    assert [r["status"] for r in read_jsonl(out)] == ["ok"] * 120
+    assert main([*argv, "--journal", str(tmp_path / "j.db")]) == 0  # bar on: stderr "is a tty"
+    monkeypatch.setattr(sys, "stderr", None)  # started with 2>&-
+    assert main([*argv, "--progress"]) == 0
+    assert main(["run", str(tmp_path / "none.jsonl"), "--webhook", url]) == 2
+    assert emu.count("lead") == 360
+
+
+@posix_only
+def test_stderr_closed_by_its_reader(served: tuple[Emulator, str], tmp_path: Path) -> None:
+    """A real process whose stderr pipe is closed mid-job (2> >(head -c 300)): exit 0."""
+    _, url = served
+    job = write_jsonl(tmp_path / "job.jsonl", [add(i, f"p{i}") for i in range(300)])
+    out = tmp_path / "results.jsonl"
+    argv = [*CLI, "run", str(job), "--webhook", url, "--out", str(out), "--progress"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, env=child_env())
+    assert proc.stderr is not None
+    proc.stderr.read(100)
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 0
+    assert len(read_jsonl(out)) == 300
+
+
+def test_export_csv_header_is_the_select(
+    served: tuple[Emulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first row has no PHONE (the server leaves an empty multi-field out): still a column."""
+    _, url = served
+    job = tmp_path / "leads.csv"
+    job.write_text("TITLE,PHONE\nno phone,\nwith phone,+100\n", encoding="utf-8")
+    assert main(["run", str(job), "--webhook", url, "--method", "crm.lead.add", "--out", "-"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "leads-out.csv"
+    argv = ["export", "crm.lead.list", "--webhook", url, "--out", str(out)]
+    assert main([*argv, "--select", "ID,TITLE,PHONE"]) == 0
+    with out.open(newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["ID", "TITLE", "PHONE"]
+    assert table[1][1:] == ["no phone", ""]
+    assert "+100" in table[2][2]
+    assert "left out" not in capsys.readouterr().err
+    assert main([*argv, "--select", "title,PHONE"]) == 0  # the ID the cursor adds is kept
+    with out.open(newline="", encoding="utf-8") as f:
+        assert next(csv.reader(f)) == ["TITLE", "PHONE", "ID"]
+    # A wildcard: the first row's fields; PHONE is left out, said, and the export exits 1.
+    assert main([*argv, "--select", "*,PHONE"]) == 1
+    err = capsys.readouterr().err
+    assert "left out: PHONE" in err
+    with out.open(newline="", encoding="utf-8") as f:
+        assert "PHONE" not in next(csv.reader(f))
+
+
+def test_a_csv_line_not_in_the_encoding(
+    served: tuple[Emulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bad byte is past the decoder's first 8 KiB: the rows before it run, its line is
+    named."""
+    emu, url = served
+    job = tmp_path / "leads.csv"
+    rows = b"".join(b"good %03d %s,n\n" % (i, b"x" * 90) for i in range(2, 120))
+    job.write_bytes(b"TITLE,NAME\n" + rows + b"bad\xff,x\nafter,y\n")
+    argv = ["run", str(job), "--webhook", url, "--method", "crm.lead.add", "--out", "-"]
+    assert main(argv) == 2
+    assert f"{job}:120: not UTF-8 (column 4)" in capsys.readouterr().err.splitlines()
+    assert emu.count("lead") == 118
+    assert main([*argv, "--encoding", "ascii"]) == 2
+    assert f"{job}:120: not ascii (column 4)" in capsys.readouterr().err.splitlines()
+
+
+def test_a_large_csv_cell_with_progress(
+    served: tuple[Emulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu, url = served
+    job = tmp_path / "big.csv"
+    job.write_text("TITLE,COMMENTS\nsmall,x\nbig," + "y" * 200_000 + "\n", encoding="utf-8")
+    argv = ["run", str(job), "--webhook", url, "--method", "crm.lead.add", "--progress"]
+    assert main([*argv, "--out", str(tmp_path / "r.jsonl")]) == 0
+    assert "2/2" in capsys.readouterr().err
+    assert emu.count("lead") == 2
+    # A file csv cannot read to the end: no total for the bar, the reading says why.
+    source = CsvSource(str(job), CsvMapping("crm.lead.add"))
+    limit = csv.field_size_limit(1000)
+    try:
+        assert source.count() is None
+    finally:
+        csv.field_size_limit(limit)
+        source.close()
+
+
+def test_a_broken_stdout_stops_the_job(
+    served: tuple[Emulator, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """run | head -1: one line on stderr, no traceback; requests were sent, so 3."""
+    emu, url = served
+    job = write_jsonl(tmp_path / "job.jsonl", [add(i, f"s{i}") for i in range(300)])
+    monkeypatch.setattr(sys, "stdout", Breaks(1))
+    assert main(["run", str(job), "--webhook", url, "--max-concurrency", "2"]) == 3
+    err = capsys.readouterr().err
+    assert "bitrix-batch: stdout was closed by its reader (broken pipe): the job stopped" in err
+    assert emu.count("lead") < 300  # stopped
+    # Only the last flush fails: the job was done, its exit code is its own.
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+
+    class FlushFails(io.StringIO):
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", FlushFails())
+    small = write_jsonl(tmp_path / "small.jsonl", [add("a", "x")])
+    assert main(["run", str(small), "--webhook", url]) == 0
+    assert "the last outcomes may not have been written" in capsys.readouterr().err
+    # export | head -1: the export stops, exit 1.
+    monkeypatch.setattr(sys, "stdout", Breaks(1))
+    assert main(["export", "crm.lead.list", "--webhook", url, "--select", "ID"]) == 1
+    assert "the export stopped there" in capsys.readouterr().err
+
+
+@posix_only
+def test_run_piped_into_head(served: tuple[Emulator, str], tmp_path: Path) -> None:
+    """A real pipe closed by its reader: no traceback, and not Python's exit 120 either."""
+    _, url = served
+    job = write_jsonl(tmp_path / "job.jsonl", [add(i, f"h{i}") for i in range(400)])
+    proc = subprocess.Popen(
+        [*CLI, "run", str(job), "--webhook", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["status"] == "ok"
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 3, err
+    assert "Traceback" not in err
+    assert "broken pipe" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--delimiter", ";;"], "--delimiter ';;': must be one character"),
+        (["--encoding", "nosuch"], "--encoding 'nosuch': not an encoding Python knows"),
+        (["--encoding", "base64"], "--encoding 'base64': not a text encoding"),
+        (["--webhook", "http://127.0.0.1:99999/rest/1/c0de/"], "the webhook: Port out of range"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    job = tmp_path / "leads.csv"
+    job.write_text("TITLE\nx\n", encoding="utf-8")
+    argv = ["run", str(job), "--method", "crm.lead.add", "--webhook", "http://127.0.0.1:1/rest/1/c/"]
+    assert main([*argv, *extra]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert message in line
+
+
+def test_export_params_filter_that_is_not_an_object(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["export", "crm.lead.list", "--webhook", "http://127.0.0.1:1/rest/1/c/"]
+    assert main([*argv, "--params", '{"filter": [1]}', "--filter", "TITLE=x"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert '--params: its "filter" must be a JSON object' in line
+
+
+def test_a_tab_delimiter_and_a_bom(served: tuple[Emulator, str], tmp_path: Path) -> None:
+    emu, url = served
+    job = tmp_path / "leads.csv"
+    job.write_bytes(b"\xef\xbb\xbfTITLE\tNAME\nTabbed\tAnn\n")
+    argv = ["run", str(job), "--webhook", url, "--method", "crm.lead.add", "--out", "-"]
+    assert main([*argv, "--delimiter", "\\t"]) == 0
+    assert emu.records("lead")[0]["NAME"] == "Ann"
+    jsonl = tmp_path / "job.jsonl"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + json.dumps(add("bom", "with a BOM")).encode() + b"\n")
+    out = tmp_path / "results.jsonl"
+    assert main(["run", str(jsonl), "--webhook", url, "--out", str(out)]) == 0
+    assert [(r["key"], r["status"]) for r in read_jsonl(out)] == [("bom", "ok")]
+
+
+def test_no_abbreviated_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["emulator", "--host", "0.0.0.0", "--port", "0", "--allow"]) == 2
+    assert "unrecognized arguments: --allow" in capsys.readouterr().err
+    assert main(["run", "job.jsonl", "--webh", "http://127.0.0.1:1/rest/1/c/"]) == 2
+    assert "unrecognized arguments: --webh" in capsys.readouterr().err
+
+
+def test_skipped_keys_have_their_method_and_line(
+    served: tuple[Emulator, str], tmp_path: Path
+) -> None:
+    _, url = served
+    job = write_jsonl(
+        tmp_path / "job.jsonl",
+        [
+            {"key": "a", "method": "user.current"},
+            {"key": "a", "method": "crm.lead.list"},
+            {"key": "", "method": "crm.lead.fields"},
+            {"key": "b", "method": "not a method"},
+        ],
+    )
+    out = tmp_path / "results.jsonl"
+    assert main(["run", str(job), "--webhook", url, "--out", str(out)]) == 1
+    skipped = {(r["method"], r.get("line")) for r in read_jsonl(out) if r["status"] == "skipped"}
+    assert skipped == {("crm.lead.list", 2), ("crm.lead.fields", 3), ("not a method", 4)}
+    table = tmp_path / "leads.csv"
+    table.write_text("ext,TITLE\n,no key\nx1,one\nx1,again\n", encoding="utf-8")
+    argv = ["run", str(table), "--webhook", url, "--method", "crm.lead.add", "--key-column", "ext"]
+    assert main([*argv, "--out", str(out)]) == 1
+    rows = {(r["key"], r["method"], r.get("line")) for r in read_jsonl(out) if "reason" in r}
+    assert rows == {("", "crm.lead.add", 2), ("x1", "crm.lead.add", 4)}
 
 
 # --- resuming after a crash --------------------------------------------------------------------

@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bitrix_batch._version import __version__
 
 from . import _demo, _emulator, _export, _run
-from ._common import ENV_WEBHOOK, EXIT_CODES_HELP, BadInput, CannotRun, Exit, Secrets
+from ._common import ENV_WEBHOOK, EXIT_CODES_HELP, BadInput, CannotRun, Exit, Secrets, say, silence
 
 __all__ = ["Exit", "main", "parser"]
 
@@ -31,7 +31,13 @@ _MASK = Secrets()
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with webhook codes masked in its error messages (they echo arguments)."""
+    """argparse, with webhook codes masked in its error messages (they echo arguments), and
+    no abbreviated options (``--allow`` must not pass for ``--allow-remote``; subcommands'
+    parsers are of this class too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Print the usage and the message, webhook codes masked; exit 2."""
@@ -77,11 +83,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help, --version, a usage error
         return exc.code if isinstance(exc.code, int) else int(Exit.BAD_INPUT)
     except BadInput as exc:
-        print(_MASK.message(str(exc)), file=sys.stderr)
+        say(_MASK.message(str(exc)))
         return int(Exit.BAD_INPUT)
     except CannotRun as exc:
-        print(f"bitrix-batch: {exc}", file=sys.stderr)
+        say(f"bitrix-batch: {exc}")
         return int(Exit.CANNOT_RUN)
     except KeyboardInterrupt:
-        print("bitrix-batch: interrupted", file=sys.stderr)
+        say("bitrix-batch: interrupted")
         return 130
+    finally:
+        _flush()
+
+
+def _flush() -> None:
+    """Flush stdout and stderr now: if one cannot be written any more (``--help | head -1``),
+    it is silenced, so that Python's own flush at exit does not fail (exit 120) as well."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            silence(stream)

@@ -1,5 +1,6 @@
 """What every subcommand shares: exit codes, bad input, the webhook and its secret, logging,
-whether to draw a progress bar, and the client's options."""
+whether to draw a progress bar, the client's options, and messages on stderr that cannot fail
+(`say`: a stderr that stopped taking writes is silenced, never the command's end)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from enum import IntEnum
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from bitrix_batch._auth import Webhook
 from bitrix_batch._client import BitrixClient
@@ -30,6 +32,8 @@ __all__ = [
     "add_common_options",
     "make_client",
     "resolve_webhook",
+    "say",
+    "silence",
     "want_progress",
 ]
 
@@ -56,7 +60,7 @@ class Exit(IntEnum):
 EXIT_CODES_HELP = """\
 exit codes:
   0  every command succeeded
-  1  some commands failed or were skipped
+  1  some commands failed or were skipped, or the outcomes could not all be written
   2  bad input: usage, a file that cannot be read, a malformed line (named as FILE:LINE)
   3  some outcomes are unknown (a write that may or may not have run; wins over 1)
   4  the job could not run: the webhook was refused, the portal unreachable
@@ -109,8 +113,11 @@ def resolve_webhook(given: str | None) -> tuple[str, Secrets]:
         raise BadInput(f"no webhook: pass --webhook URL or set {ENV_WEBHOOK}")
     try:
         webhook = Webhook.parse(url)
+        port = urlsplit(webhook.url).port  # ValueError: not a number, or over 65535
     except ValueError as exc:  # its message never holds the URL
         raise BadInput(f"the webhook: {exc}") from None
+    if port == 0:
+        raise BadInput("the webhook: port 0 cannot be connected to")
     return webhook.url, Secrets(webhook.secrets)
 
 
@@ -189,7 +196,7 @@ def want_progress(choice: bool | None, stream: IO[Any] | None = None) -> bool:
     """Whether to draw a bar: as asked, else when `stream` (stderr) is a terminal and tqdm is
     installed. Asked for without tqdm: bad input naming the extra."""
     stream = stream if stream is not None else sys.stderr
-    if choice is False:
+    if choice is False or (choice is None and stream is None):  # None: stderr is closed
         return False
     try:
         import tqdm  # noqa: F401  (only whether it is there)
@@ -215,13 +222,13 @@ class _Handler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = self.secrets.message(self.format(record))
-            if self.bar is not None:
-                self.bar.write(text)
-            else:
-                sys.stderr.write(text + "\n")
-                sys.stderr.flush()
         except Exception:
             self.handleError(record)
+            return
+        if self.bar is not None:
+            self.bar.write(text)  # never raises: a broken stream only stops the drawing
+        else:
+            say(text)
 
 
 class LogSetup:
@@ -243,6 +250,39 @@ class LogSetup:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def say(text: str) -> None:
+    """Print `text` as a line on stderr. A stderr that cannot be written (a closed pipe, a full
+    disk, closed) is `silence`d instead: messages never change a command's exit code."""
+    stream = sys.stderr
+    if stream is None:  # started with stderr closed (2>&-)
+        return
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (OSError, ValueError):  # ValueError: a closed file
+        silence(stream)
+
+
+def silence(stream: IO[Any]) -> None:
+    """Point `stream`'s file descriptor at the null device, if it has one: what it still holds
+    in its buffer, and what is written to it later, then goes nowhere instead of failing again
+    (Python flushes stdout and stderr at exit, and would exit 120 if that failed)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's), or closed
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:

@@ -28,7 +28,16 @@ from bitrix_batch._refs import Ref
 from bitrix_batch._result import CommandResult, Status
 from bitrix_batch.progress import JobCounts, ProgressBar
 
-from ._common import BadInput, CannotRun, LogSetup, Secrets, add_common_options, want_progress
+from ._common import (
+    BadInput,
+    CannotRun,
+    LogSetup,
+    Secrets,
+    add_common_options,
+    say,
+    silence,
+    want_progress,
+)
 from ._run import drive
 
 __all__ = ["Layout", "add_parser", "bucket_bound", "run"]
@@ -295,6 +304,10 @@ def run(args: argparse.Namespace) -> int:
             "verified: every record exactly once, every contact and deal linked to its records,"
             " no write twice"
         )
-    print("\n".join(lines))
-    sys.stdout.flush()
+    try:
+        print("\n".join(lines))
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:  # stdout piped into a program that is gone
+        silence(sys.stdout)
+        say(f"bitrix-batch: the demo's report could not be written to stdout: {exc}")
     return 0 if not problems else 1

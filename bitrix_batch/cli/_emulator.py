@@ -37,6 +37,10 @@ def main(argv: Sequence[str]) -> int:
         raise BadInput(f"the emulator cannot be loaded: {exc}") from None
     parser = emulator_cli.parser()
     parser.prog = "bitrix-batch emulator"
+    # No abbreviations: "--allow" would pass for --allow-remote here, and then be refused by
+    # the emulator's own parser (it is not one of its options), and "--hos" would be checked
+    # here as --host but reach the emulator as it is.
+    parser.allow_abbrev = False
     parser.add_argument(
         _ALLOW,
         action="store_true",

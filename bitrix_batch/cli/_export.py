@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import json
 import re
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,9 +24,10 @@ from ._common import (
     add_common_options,
     make_client,
     resolve_webhook,
+    say,
     want_progress,
 )
-from ._output import row_writer
+from ._output import CsvRows, OutputFailed, row_writer
 
 __all__ = ["add_parser", "parse_filter", "run"]
 
@@ -40,9 +40,15 @@ The ID cursor (the default for methods with filter/order) reads about 2,500 rows
 and every row that exists for the whole walk exactly once; --by-offset pages with start/next
 (user.get and department.get always do).
 
+CSV: with --select naming the fields (no * or UF_*), the header is those fields, then any
+other field of the first row (the ID that the cursor adds); a row without one has an empty
+cell there. Otherwise the header is the first row's fields. A later row's field that is not
+a column is left out (said on stderr, exit 1).
+
 exit codes:
-  0  every row was read
-  1  a page failed (the rows before it are written)
+  0  every row was read and written
+  1  a page failed (the rows before it are written), a field was left out of the CSV, or
+     the rows could not all be written (stdout closed, a full disk: the export stops there)
   2  bad input: usage, a filter or a parameter the method does not take
   4  the export could not run or was cut off: the webhook was refused, the portal
      unreachable (the rows read before are written)
@@ -123,7 +129,13 @@ def _params(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         params.update(given)
     filt = parse_filter(args.filter)
     if filt:
-        params["filter"] = {**params.get("filter", {}), **filt}
+        given_filter = params.get("filter", {})
+        if not isinstance(given_filter, dict):
+            raise BadInput(
+                "--params: its \"filter\" must be a JSON object to be combined with --filter,"
+                f" not {type(given_filter).__name__}"
+            )
+        params["filter"] = {**given_filter, **filt}
     select = [s.strip() for s in args.select.split(",") if s.strip()] if args.select else []
     if select:
         params["select"] = select
@@ -135,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
     url, secrets = resolve_webhook(args.webhook)
     params, select = _params(args)
     fmt = args.format or ("csv" if (args.out or "").lower().endswith(".csv") else "jsonl")
-    columns = [s for s in select if "*" not in s]  # the header when no row comes
+    # The CSV's header, if --select names every field (and then the first row's others: the
+    # ID that the cursor adds to the select).
+    columns = select if select and not any("*" in s for s in select) else None
     code = Exit.OK
     failure: BaseException | None = None
     with contextlib.ExitStack() as stack:
@@ -153,7 +167,10 @@ def run(args: argparse.Namespace) -> int:
             async with client:
                 rows = client.list_all(args.method, params, by_id=False if args.by_offset else None)
                 async for row in rows:
-                    out.write(row)
+                    try:
+                        out.write(row)
+                    except OutputFailed:  # recorded in out.failed: the rest is not read
+                        break
                     if bar is not None:
                         bar.update(out.written)
 
@@ -169,8 +186,14 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
             log.handler.bar = None
         seconds = time.monotonic() - started
-    print(f"bitrix-batch: {out.written} rows of {args.method} in {seconds:.1f} s", file=sys.stderr)
+    say(f"bitrix-batch: {out.written} rows of {args.method} in {seconds:.1f} s")
     if failure is not None:
         what = "could not run" if code == Exit.CANNOT_RUN else "stopped"
-        print(secrets.message(f"bitrix-batch: the export {what}: {failure}"), file=sys.stderr)
+        say(secrets.message(f"bitrix-batch: the export {what}: {failure}"))
+    if out.failed is not None:
+        say(secrets.message(f"bitrix-batch: {out.failed}: the export stopped there"))
+        if code == Exit.OK:
+            code = Exit.NOT_ALL_OK
+    if isinstance(out, CsvRows) and out.dropped and code == Exit.OK:
+        code = Exit.NOT_ALL_OK  # said when it happened
     return int(code)

@@ -1,11 +1,12 @@
 """Reading a job's commands from a file, lazily: JSONL (one command per line) or CSV rows.
 
 Both give ``(key, command)`` pairs one at a time, for `BitrixClient.stream`; nothing reads the
-whole file. A line that is not what the format says (not JSON, not an object, not UTF-8, a CSV
-row with the wrong number of fields) raises `BadInput` naming the file and the line: the
-stream ends there, what was read before still runs, and the job exits 2. A well-formed line
-whose command is invalid (an unknown shape, a bad method name, a reference to a key not read
-yet) is the engine's to judge: it is reported as skipped and the job goes on.
+whole file. A line that is not what the format says (not JSON, not an object, not UTF-8 or
+the CSV's ``--encoding``, a CSV row with the wrong number of fields) raises `BadInput` naming
+the file and the line: the stream ends there, what was read before still runs, and the job
+exits 2. A UTF-8 byte order mark at the start of either is not part of the first line. A
+well-formed line whose command is invalid (an unknown shape, a bad method name, a reference to
+a key not read yet) is the engine's to judge: it is reported as skipped and the job goes on.
 
 Keys: a JSONL line's ``"key"`` (a string or an integer), a CSV row's ``--key-column``; without
 one, the line number in the file (the line a CSV row ends on). The same file gives the same
@@ -14,10 +15,12 @@ keys, so a journal can resume it.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,12 +30,40 @@ from bitrix_batch._types import Key
 
 from ._common import BadInput
 
-__all__ = ["MULTIFIELDS", "CsvMapping", "CsvSource", "JsonlSource", "open_source", "parse_pairs"]
+__all__ = [
+    "MULTIFIELDS",
+    "CsvMapping",
+    "CsvSource",
+    "JsonlSource",
+    "check_delimiter",
+    "check_encoding",
+    "open_source",
+    "parse_pairs",
+]
 
 #: CRM fields that take a list of ``{"VALUE": ..., "VALUE_TYPE": ...}`` (a CSV cell gives one).
 MULTIFIELDS = frozenset({"PHONE", "EMAIL", "WEB", "IM"})
 
 _SHAPE = '{"key": ..., "method": ..., "params": {...}}'
+
+#: The largest CSV cell read (the csv module's own limit, 128 KiB, is raised to this).
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
+
+# Bytes that are not in the CSV's encoding are decoded as this lone surrogate (which no text
+# in a file can hold), so that the line holding them is found, and refused, as csv reads it:
+# the rows before it still run. (A strict decoder fails a whole 8 KiB chunk at once.)
+_UNDECODABLE = "bitrix_batch.undecodable"
+_MARK = "\udcff"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _mark_undecodable(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return _MARK, exc.end
+
+
+codecs.register_error(_UNDECODABLE, _mark_undecodable)
 
 
 def _open_binary(path: str) -> IO[bytes]:
@@ -59,12 +90,17 @@ class JsonlSource:
         self.name = _display(path)
         self._file = _open_binary(path)
         self._owned = path != "-"
+        #: The line of the command read last (0: none yet).
+        self.line = 0
 
     def __iter__(self) -> Iterator[tuple[Key, Any]]:
         try:
             for number, raw in enumerate(self._file, 1):
+                if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
                 if not raw.strip():
                     continue
+                self.line = number
                 yield self._command(number, raw)
         finally:
             self.close()
@@ -93,7 +129,7 @@ class JsonlSource:
         if not self._owned:
             return None
         with open(self._file.name, "rb") as f:
-            return sum(1 for line in f if line.strip())
+            return sum(1 for line in f if line.strip() and line.strip() != codecs.BOM_UTF8)
 
     def close(self) -> None:
         """Close the file (not stdin)."""
@@ -119,6 +155,37 @@ class CsvMapping:
     encoding: str = "utf-8-sig"  # a BOM, as spreadsheets write it, is not part of the header
 
 
+def check_encoding(encoding: str) -> str:
+    """`encoding`, if Python has a text encoding of that name; else `BadInput`."""
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise BadInput(f"--encoding {encoding!r}: not an encoding Python knows") from None
+    if not getattr(info, "_is_text_encoding", True):  # base64, rot13...
+        raise BadInput(f"--encoding {encoding!r}: not a text encoding")
+    return encoding
+
+
+def check_delimiter(delimiter: str) -> str:
+    """One character (``\\t``, as a shell passes it, is a tab); else `BadInput`."""
+    if delimiter == "\\t":
+        delimiter = "\t"
+    if len(delimiter) != 1 or delimiter in "\r\n\"":
+        raise BadInput(
+            f"--delimiter {delimiter!r}: must be one character, not a quote or a line break"
+            " (\\t for a tab)"
+        )
+    return delimiter
+
+
+def _encoding_name(encoding: str) -> str:
+    """How to say it in a message: UTF-8 for every spelling of it."""
+    with contextlib.suppress(LookupError):
+        if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig"):
+            return "UTF-8"
+    return encoding
+
+
 class CsvSource:
     """The commands of a CSV file with a header row (read and checked when it is opened)."""
 
@@ -126,15 +193,32 @@ class CsvSource:
         self.name = _display(path)
         self._path = path
         self._mapping = mapping
+        check_encoding(mapping.encoding)
+        check_delimiter(mapping.delimiter)
+        if csv.field_size_limit() < CSV_FIELD_LIMIT:
+            csv.field_size_limit(CSV_FIELD_LIMIT)
         self._binary = _open_binary(path)
-        self._file = io.TextIOWrapper(self._binary, encoding=mapping.encoding, newline="")
-        self._reader = csv.reader(self._file, delimiter=mapping.delimiter)
+        self._file = io.TextIOWrapper(
+            self._binary, encoding=mapping.encoding, errors=_UNDECODABLE, newline=""
+        )
+        #: The line of the row read last (0: none yet).
+        self.line = 0
+        self._reader = csv.reader(self._lines(), delimiter=mapping.delimiter)
         try:
             self._header = self._read_header()
         except BaseException:
             self.close()
             raise
         self._fields = self._plan_fields()
+
+    def _lines(self) -> Iterator[str]:
+        """The file's lines, for csv; a line with bytes that are not in the encoding ends it."""
+        for number, line in enumerate(self._file, 1):
+            bad = _SURROGATE.search(line)
+            if bad is not None:
+                name = _encoding_name(self._mapping.encoding)
+                raise BadInput(f"not {name} (column {bad.start() + 1})", f"{self.name}:{number}")
+            yield line
 
     def _read_header(self) -> list[str]:
         row = self._next_row()
@@ -169,10 +253,10 @@ class CsvSource:
             return None
         except csv.Error as exc:
             raise BadInput(f"not CSV: {exc}", f"{self.name}:{self._reader.line_num}") from None
-        except UnicodeDecodeError as exc:
+        except UnicodeError as exc:  # an encoder's state that no byte marking can handle
             line = self._reader.line_num + 1
             raise BadInput(
-                f"not {self._mapping.encoding} ({exc.reason})", f"{self.name}:{line}"
+                f"not {_encoding_name(self._mapping.encoding)} ({exc})", f"{self.name}:{line}"
             ) from None
 
     def __iter__(self) -> Iterator[tuple[Key, Any]]:
@@ -184,7 +268,7 @@ class CsvSource:
             while (row := self._next_row()) is not None:
                 if not row:
                     continue  # a blank line
-                line = self._reader.line_num
+                line = self.line = self._reader.line_num
                 if len(row) != width:
                     raise BadInput(
                         f"{len(row)} fields, the header has {width}", f"{self.name}:{line}"
@@ -200,12 +284,16 @@ class CsvSource:
             self.close()
 
     def count(self) -> int | None:
-        """How many rows the file has (a pass of its own), or None for stdin."""
+        """How many rows the file has (a pass of its own), or None for stdin or a file csv
+        cannot read to the end (the reading itself says where and why)."""
         if self._path == "-":
             return None
         m = self._mapping
-        with open(self._path, encoding=m.encoding, newline="", errors="replace") as f:
-            rows = sum(1 for row in csv.reader(f, delimiter=m.delimiter) if row)
+        try:
+            with open(self._path, encoding=m.encoding, newline="", errors="replace") as f:
+                rows = sum(1 for row in csv.reader(f, delimiter=m.delimiter) if row)
+        except (csv.Error, OSError, UnicodeError, LookupError):
+            return None
         return max(0, rows - 1)
 
     def close(self) -> None:
