@@ -79,6 +79,9 @@ _log = logging.getLogger("bitrix_batch")
 #: Sent with every request.
 _HEADERS = {"Accept": "application/json", "User-Agent": f"bitrix_batch/{__version__}"}
 
+#: How often one call renews an access token that keeps expiring before its replay lands.
+_MAX_RENEWALS = 8
+
 #: How long an idle job waits for a slow async source before sending half-filled requests.
 _SOURCE_GRACE = 0.05
 
@@ -626,9 +629,9 @@ class BitrixClient:
             except _Held:
                 scheduler.give_back(request)
             except _JobStopped as exc:
-                scheduler.abort(request, exc.cause, ran="no")
+                scheduler.abort(request, exc.cause, ran="unknown" if exc.may_have_run else "no")
             except _CallbackFailed as exc:
-                scheduler.abort(request, exc.cause, ran="no")
+                scheduler.abort(request, exc.cause, ran="unknown" if exc.may_have_run else "no")
                 stop(exc.cause)
             except BitrixBatchError as exc:
                 ran, _ = classify(exc)
@@ -823,7 +826,10 @@ class BitrixClient:
             error.attempts = retrying.statistics.get("attempt_number", 1)
             error.may_have_run = maybe_ran
             raise error from exc
-        except _NotSent:
+        except _NotSent as exc:
+            # This attempt was not sent, but an earlier one may have run (a read, or a write
+            # re-sent by the caller's choice): the caller must not report it as never sent.
+            exc.may_have_run = maybe_ran
             raise
         except BitrixBatchError as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
@@ -853,15 +859,22 @@ class BitrixClient:
             raise
         except Exception as exc:  # the caller's token provider failed: nothing was sent
             raise _CallbackFailed(exc) from exc
+        # A token may expire again before its replay arrives (tokens that live fewer requests
+        # than are in flight): renew as often as that happens, up to a bound, since each
+        # 401 ran nothing and each renewal is single-flight across all requests.
+        for _ in range(_MAX_RENEWALS):
+            try:
+                return await self._send(method, params, token, gate, also, attempt)
+            except AuthError as exc:
+                if token is None or not OAuth.is_expired_error(exc):
+                    raise
+            token = await self._renew(method, token)
+        return await self._send(method, params, token, gate, also, attempt)
+
+    async def _renew(self, method: str, stale: str) -> str:
+        """A fresh access token after `stale` was refused as expired (single-flight)."""
         try:
-            return await self._send(method, params, token, gate, also, attempt)
-        except AuthError as exc:
-            if token is None or not OAuth.is_expired_error(exc):
-                raise
-        # The access token expired: renew it once (single-flight across all requests) and
-        # replay. A 401 ran nothing, so the replay cannot duplicate anything.
-        try:
-            token = await self._creds.refresh(token, self._http)
+            return await self._creds.refresh(stale, self._http)
         except AuthError:
             raise
         except _NotSent:
@@ -877,7 +890,6 @@ class BitrixClient:
             ) from exc
         except Exception as exc:  # the caller's token provider or on_refresh failed
             raise _CallbackFailed(exc) from exc
-        return await self._send(method, params, token, gate, also, attempt)
 
     def _check_holds(self, methods: frozenset[str]) -> None:
         """Hand a batch back if a method inside it went over its operating-time budget."""

@@ -492,9 +492,11 @@ class Scheduler:
                 # that ran stays as it is, whatever: it is never sent twice.
                 again.append(i)
                 continue
-            if stopped:
+            if stopped and not ran:
                 self._skip(i, SkipReason.HALTED, "an earlier command failed and halt=True")
                 continue
+            # (A command the answer shows ran, even after a failure with halt=1 by a server
+            # that ignored it, is reported with its outcome: what ran is never "not run".)
             outcome = self._read_outcome(entry, wire_key, sections)
             if outcome.error is not None:
                 verdict = self._verdict(entry, outcome.error)
@@ -528,7 +530,7 @@ class Scheduler:
                     stopped = halt
                     continue
             self._finalize(i, outcome)
-            stopped = halt and outcome.status is not Status.OK
+            stopped = stopped or (halt and outcome.status is not Status.OK)
         if again:
             self._ready.appendleft(self._new_chunk(again))
         if stopped:

@@ -1,0 +1,99 @@
+"""The executor under hostile conditions: what may have run is never reported as not run,
+what ran is reported as run, and short-lived tokens are renewed as often as needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from bitrix_batch import BitrixClient, OAuth, RetryPolicy, SkipReason, Status
+from bitrix_batch.emulator import Emulator, EmulatorConfig
+from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
+
+
+def writes() -> FakeBitrix:
+    fake = FakeBitrix()
+    fake.methods["crm.lead.add"] = lambda params: 1
+    return fake
+
+
+async def test_a_write_that_may_have_run_stays_unknown_when_its_resend_is_stopped() -> None:
+    """resend_unknown_writes=True: the first attempt timed out (it may have run); before the
+    re-send the job stopped on another request's 401. Those writes are unknown, not skipped,
+    and batch() returns what happened instead of raising."""
+    fake = writes()
+    fake.script += [
+        httpx.ReadTimeout("the answer never came"),
+        httpx.Response(401, json={"error": "INVALID_CREDENTIALS", "error_description": "no"}),
+    ]
+    policy = RetryPolicy(attempts=3, wait_initial=0.05, wait_jitter=0.0, resend_unknown_writes=True)
+    async with BitrixClient(
+        WEBHOOK, transport=fake.transport(), rate_limit=None, retry=policy, max_concurrency=2
+    ) as client:
+        result = await client.batch([("crm.lead.add", {})] * 100)
+    statuses = [r.status for r in result.values()]
+    assert statuses.count(Status.UNKNOWN) == 50
+    assert statuses.count(Status.SKIPPED) == 50
+    assert all(s.reason is SkipReason.REQUEST_FAILED for s in result.skipped.values())
+
+
+async def test_what_the_server_ran_past_a_halt_is_reported_as_run() -> None:
+    """A server that ignores halt=1 runs the command after a failure: its result is kept."""
+    fake = writes()
+
+    def fail(params: dict[str, Any]) -> Any:
+        raise Fail("ERROR_CORE", "no")
+
+    fake.methods["crm.fail"] = fail
+    inner = fake.run_batch
+    fake.run_batch = lambda payload: inner({**payload, "halt": 0})  # type: ignore[method-assign]
+    async with BitrixClient(WEBHOOK, transport=fake.transport(), rate_limit=None) as client:
+        result = await client.batch(
+            {"a": "crm.lead.add", "bad": "crm.fail", "c": "crm.lead.add", "d": "crm.lead.add"},
+            halt=True,
+        )
+    assert result["a"].status is Status.OK
+    assert result["bad"].status is Status.FAILED
+    assert result["c"].status is Status.OK
+    assert result["c"].result == 1
+    assert result["d"].status is Status.OK
+
+
+async def test_tokens_that_expire_after_every_request_are_renewed_as_often_as_needed() -> None:
+    """Tokens live three answers while four requests are in flight: each call renews
+    (single-flight) and replays as often as that takes; the job completes, every lead once."""
+    emu = Emulator(EmulatorConfig(rate_limit=False, operating_limit=False))
+    reply = emu.issue_oauth_token()
+    creds = OAuth(
+        emu.oauth_url(),
+        access_token=reply["access_token"],
+        refresh_token=reply["refresh_token"],
+        client_id=emu.config.oauth_client_id,
+        client_secret=emu.config.oauth_client_secret,
+        oauth_url="http://testserver/oauth/token/",
+    )
+
+    class ExpireOften(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx.ASGITransport(app=emu.app)
+            self.answers = 0
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await self.inner.handle_async_request(request)
+            if "/oauth/" not in request.url.path:
+                self.answers += 1
+                if self.answers % 3 == 0:
+                    emu.expire_access_tokens()
+            return response
+
+    cmd = [("crm.lead.add", {"fields": {"TITLE": f"t{i}"}}) for i in range(500)]
+    async with BitrixClient(
+        creds, transport=ExpireOften(), rate_limit=None, max_concurrency=4,
+        retry=RetryPolicy.testing(),
+    ) as client:
+        result = await client.batch(cmd)
+    result.raise_for_errors()
+    assert emu.count("lead") == 500
+    assert emu.duplicates("lead") == {}
+    assert emu.stats.oauth_refreshes >= 2  # more than once in one job
