@@ -60,7 +60,7 @@ from ._planner import MAX_BATCH, Plan, plan
 from ._record import Recorder
 from ._response import BatchSections, as_float, as_int, decode_batch, decode_body
 from ._result import BatchResult, CommandResult, SkipReason, Status
-from ._retry import RetryPolicy, classify, command_verdict
+from ._retry import RetryPolicy, classify, command_verdict, wrong_address
 from ._scheduler import ChunkRequest, Scheduler
 from ._throttle import Clock, LeakyBucket, OperatingBudget, RateLimit, RateLimiter, Sleep
 from ._version import __version__
@@ -78,6 +78,9 @@ _log = logging.getLogger("bitrix_batch")
 
 #: Sent with every request.
 _HEADERS = {"Accept": "application/json", "User-Agent": f"bitrix_batch/{__version__}"}
+
+#: Seconds to open a connection: an address that answers nothing should fail fast.
+_CONNECT_TIMEOUT = 10.0
 
 #: How often one call renews an access token that keeps expiring before its replay lands.
 _MAX_RENEWALS = 8
@@ -150,7 +153,11 @@ class BitrixClient:
             refreshed once, single-flight, when the server says it expired).
         http_client: an `httpx.AsyncClient` to share; the caller closes it.
         transport: an httpx transport for a client this object creates (tests, emulator).
-        timeout: seconds for one HTTP call.
+        timeout: seconds to wait for each read of an answer (and at most 10 s to connect).
+        deadline: the most seconds one HTTP call may take, the whole answer included
+            (default: twice `timeout`, 60 s, Bitrix24's own cap on a request); an answer still
+            coming at the deadline is dropped like a timeout. Each attempt has its own
+            deadline; `RetryPolicy.timeout` bounds all the attempts of a call together.
         max_concurrency: the most HTTP requests in flight at once.
         rate_limit: the portal's request bucket: a `RateLimit` preset, a shared `LeakyBucket`
             (or any `RateLimiter`), or None to send without pacing.
@@ -174,6 +181,7 @@ class BitrixClient:
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
+        deadline: float | None = None,
         max_concurrency: int = 16,
         rate_limit: RateLimit | RateLimiter | None = RateLimit.STANDARD,
         operating_budget: OperatingBudget | None = None,
@@ -195,7 +203,10 @@ class BitrixClient:
             raise ValueError("body must be 'json' or 'form'")
         self._own_http = http_client is None
         self._own_transport = transport is None
-        self._timeout_s = timeout
+        if not (timeout > 0 and (deadline is None or deadline > 0)):
+            raise ValueError("timeout and deadline must be positive")
+        self._timeout_s = httpx.Timeout(timeout, connect=min(timeout, _CONNECT_TIMEOUT))
+        self._deadline = 2.0 * timeout if deadline is None else deadline
         # With a client of our own, requests go straight to its transport: httpx's client
         # layer (auth, redirects, cookies, hooks) does nothing for us here and costs about a
         # fifth of each call's CPU. A shared client is used through its public API.
@@ -204,9 +215,9 @@ class BitrixClient:
         if http_client is None and (transport is not None or not _environment_proxies()):
             self._transport = transport or httpx.AsyncHTTPTransport()
         self._http = http_client or httpx.AsyncClient(
-            transport=self._transport, timeout=timeout, headers=_HEADERS
+            transport=self._transport, timeout=self._timeout_s, headers=_HEADERS
         )
-        self._timeout = httpx.Timeout(timeout).as_dict()
+        self._timeout = self._timeout_s.as_dict()
         self._max_concurrency = max_concurrency
         self._clock = clock
         self._sleep = sleep
@@ -636,10 +647,12 @@ class BitrixClient:
             except BitrixBatchError as exc:
                 ran, _ = classify(exc)
                 scheduler.abort(request, exc, ran="unknown" if exc.may_have_run else ran)
-                if isinstance(exc, AuthError) or (
-                    isinstance(exc, APIError) and exc.status_code in (400, 403, 404)
+                if (
+                    isinstance(exc, AuthError)
+                    or (isinstance(exc, APIError) and exc.status_code in (400, 403, 404))
+                    or (isinstance(exc, TransportError) and wrong_address(exc) is not None)
                 ):
-                    stop(exc)
+                    stop(exc)  # every further call would fail the same way
             except Exception as exc:  # not ours: a callback's error or a bug; stop the job
                 scheduler.abort(request, exc, ran="unknown")
                 stop(exc)
@@ -822,7 +835,11 @@ class BitrixClient:
                     number = attempt.retry_state.attempt_number
                     return await self._post_once(method, params, also, gate, number)
         except httpx.HTTPError as exc:
-            error = TransportError(f"{self._describe(exc)}; gave up after {tried()}", method=method)
+            hint = wrong_address(exc)
+            check = f"; {hint}" if hint else ""
+            error = TransportError(
+                f"{self._describe(exc)}{check}; gave up after {tried()}", method=method
+            )
             error.attempts = retrying.statistics.get("attempt_number", 1)
             error.may_have_run = maybe_ran
             raise error from exc
@@ -954,7 +971,19 @@ class BitrixClient:
         return body
 
     async def _exchange(self, url: str, content: bytes, ctype: str) -> tuple[int, str, bytes]:
-        """POST one body; return the status, the content type and the whole answer."""
+        """POST one body; return the status, the content type and the whole answer.
+
+        Within the call's deadline: `timeout` bounds each read, so an answer dripped a byte at
+        a time would otherwise keep a call alive for ever. Past the deadline the call ends as
+        a read timeout does (it may have run).
+        """
+        with anyio.move_on_after(self._deadline):
+            return await self._exchange_unbounded(url, content, ctype)
+        raise httpx.ReadTimeout(f"no whole answer within the deadline of {self._deadline:g} s")
+
+    async def _exchange_unbounded(
+        self, url: str, content: bytes, ctype: str
+    ) -> tuple[int, str, bytes]:
         if self._transport is None:
             response = await self._http.post(url, content=content, headers={"Content-Type": ctype})
             return response.status_code, response.headers.get("content-type", ""), response.content

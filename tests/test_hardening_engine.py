@@ -3,11 +3,16 @@ what ran is reported as run, and short-lived tokens are renewed as often as need
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
+import pytest
 
-from bitrix_batch import BitrixClient, OAuth, RetryPolicy, SkipReason, Status
+from bitrix_batch import BitrixClient, OAuth, RetryPolicy, SkipReason, Status, TransportError
 from bitrix_batch.emulator import Emulator, EmulatorConfig
 from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
 
@@ -97,3 +102,61 @@ async def test_tokens_that_expire_after_every_request_are_renewed_as_often_as_ne
     assert emu.count("lead") == 500
     assert emu.duplicates("lead") == {}
     assert emu.stats.oauth_refreshes >= 2  # more than once in one job
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_port_nobody_listens_on_fails_at_once_and_says_what_to_check() -> None:
+    """Refused on loopback: one attempt, the whole job stops, the message names the cause."""
+    url = f"http://127.0.0.1:{free_port()}/rest/1/c0de/"
+    started = time.monotonic()
+    async with BitrixClient(url) as client:
+        with pytest.raises(TransportError, match="nothing listens") as caught:
+            await client.batch([("crm.lead.add", {})] * 200)
+    assert caught.value.attempts == 1
+    assert time.monotonic() - started < 5.0
+    assert "c0de" not in str(caught.value)
+
+
+async def test_a_host_name_that_does_not_resolve_fails_at_once() -> None:
+    """A typo'd domain (the resolver's error, simulated): no retries, a clear message."""
+
+    def unresolvable(request: httpx.Request) -> httpx.Response:
+        try:
+            raise socket.gaierror(-2, "Name or service not known")
+        except socket.gaierror as exc:
+            raise httpx.ConnectError("cannot connect") from exc
+
+    async with BitrixClient(WEBHOOK, transport=httpx.MockTransport(unresolvable)) as client:
+        with pytest.raises(TransportError, match="does not resolve") as caught:
+            await client.call("user.current")
+    assert caught.value.attempts == 1
+
+
+async def test_an_answer_dripped_slowly_is_cut_at_the_deadline() -> None:
+    """Each read is quick, the whole is not: the call ends at its deadline, not minutes on."""
+
+    async def drip() -> AsyncIterator[bytes]:
+        for piece in [b'{"result": ', b"1", b"}"] + [b" "] * 40:
+            await anyio.sleep(0.05)
+            yield piece
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "application/json"}, content=drip())
+
+    started = time.monotonic()
+    async with BitrixClient(
+        WEBHOOK,
+        transport=httpx.MockTransport(slow),
+        timeout=1.0,
+        deadline=0.3,
+        retry=RetryPolicy.never(),
+        rate_limit=None,
+    ) as client:
+        with pytest.raises(TransportError, match=r"deadline of 0\.3 s"):
+            await client.call("user.current")
+    assert time.monotonic() - started < 1.5
