@@ -82,8 +82,10 @@ _HEADERS = {"Accept": "application/json", "User-Agent": f"bitrix_batch/{__versio
 #: Seconds to open a connection: an address that answers nothing should fail fast.
 _CONNECT_TIMEOUT = 10.0
 
-#: How often one call renews an access token that keeps expiring before its replay lands.
-_MAX_RENEWALS = 8
+#: How often one call renews an access token that keeps expiring before its replay lands,
+#: and how often it replays in all (taking up tokens other requests renewed).
+_MAX_RENEWALS = 32
+_MAX_REPLAYS = 128
 
 #: How long an idle job waits for a slow async source before sending half-filled requests.
 _SOURCE_GRACE = 0.05
@@ -879,14 +881,30 @@ class BitrixClient:
         # A token may expire again before its replay arrives (tokens that live fewer requests
         # than are in flight): renew as often as that happens, up to a bound, since each
         # 401 ran nothing and each renewal is single-flight across all requests.
-        for _ in range(_MAX_RENEWALS):
+        # Only renewals this call asks for count against the bound: a token another request
+        # renewed meanwhile is simply taken up.
+        renewals = 0
+        for _ in range(_MAX_REPLAYS):
             try:
                 return await self._send(method, params, token, gate, also, attempt)
             except AuthError as exc:
-                if token is None or not OAuth.is_expired_error(exc):
+                if token is None or not OAuth.is_expired_error(exc) or renewals >= _MAX_RENEWALS:
                     raise
+            current = await self._current_token()
+            if current is not None and current != token:
+                token = current
+                continue
+            renewals += 1
             token = await self._renew(method, token)
         return await self._send(method, params, token, gate, also, attempt)
+
+    async def _current_token(self) -> str | None:
+        try:
+            return await self._creds.current_token(self._http)
+        except BitrixBatchError:
+            raise
+        except Exception as exc:  # the caller's token provider failed: nothing was sent
+            raise _CallbackFailed(exc) from exc
 
     async def _renew(self, method: str, stale: str) -> str:
         """A fresh access token after `stale` was refused as expired (single-flight)."""

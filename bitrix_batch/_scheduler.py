@@ -597,12 +597,22 @@ class Scheduler:
         """Record that `request` failed for good.
 
         ``ran="no"``: the server certainly ran nothing; the commands are skipped with the
-        error as the cause. ``ran="unknown"``: the server may have run them; their outcome is
-        unknown and they are never re-sent.
+        error as the cause. ``ran="unknown"``: the server may have run them; the writes'
+        outcome is unknown and they are never re-sent. The reads of such a request that do not
+        depend on one of its writes go again in a request of their own (their answer was
+        lost, not their input), as often as the command attempts allow.
         """
         self._in_flight -= 1
         self._handed.difference_update(request.members)
+        again = self._reads_to_resend(request) if ran == "unknown" else []
+        if again:
+            for i in again:
+                self._attempts[i] = self._attempts.get(i, 0) + 1
+            self._ready.appendleft(self._new_chunk(again))
+        resent = set(again)
         for i in request.members:
+            if i in resent:
+                continue
             entry = self._entries[i]
             if ran == "no":
                 self._skip(i, SkipReason.REQUEST_FAILED, str(error), cause=error)
@@ -618,6 +628,25 @@ class Scheduler:
                 )
         if self.halt:
             self._halt_rest()
+
+    def _reads_to_resend(self, request: ChunkRequest) -> list[int]:
+        """The reads of a request whose outcome is unknown that may simply be sent again:
+        those that hold writes beside them, and refer to none of those writes (nor to reads
+        that do)."""
+        if not request.writes or self.halt or self._cancelled:
+            return []  # an all-read request was retried already; halt keeps its order
+        entries, blocked, again = self._entries, set(), []
+        for i in request.members:  # in plan order: producers before their readers
+            entry = entries[i]
+            if (
+                entry.read
+                and not any(d in blocked for d in entry.deps)
+                and self._attempts.get(i, 0) + 1 < self._command_attempts
+            ):
+                again.append(i)
+            else:
+                blocked.add(i)
+        return again
 
     def give_back(self, request: ChunkRequest) -> None:
         """Take back a request that was not sent; its commands are built again later.

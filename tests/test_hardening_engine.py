@@ -12,7 +12,7 @@ import anyio
 import httpx
 import pytest
 
-from bitrix_batch import BitrixClient, OAuth, RetryPolicy, SkipReason, Status, TransportError
+from bitrix_batch import BitrixClient, OAuth, Ref, RetryPolicy, SkipReason, Status, TransportError
 from bitrix_batch.emulator import Emulator, EmulatorConfig
 from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
 
@@ -160,3 +160,27 @@ async def test_an_answer_dripped_slowly_is_cut_at_the_deadline() -> None:
         with pytest.raises(TransportError, match=r"deadline of 0\.3 s"):
             await client.call("user.current")
     assert time.monotonic() - started < 1.5
+
+
+async def test_reads_beside_writes_of_unknown_outcome_are_sent_again() -> None:
+    """The answer to a request of writes and reads was lost: the writes are unknown, the
+    reads that do not depend on them go again and get their results."""
+    fake = writes()
+    fake.methods["user.current"] = lambda params: {"ID": "1"}
+    fake.methods["crm.lead.get"] = lambda params: {"ID": params["id"]}
+    fake.script.append(httpx.ReadTimeout("the answer was lost"))
+    async with BitrixClient(
+        WEBHOOK, transport=fake.transport(), rate_limit=None, retry=RetryPolicy.testing()
+    ) as client:
+        result = await client.batch(
+            {
+                "w": "crm.lead.add",
+                "me": "user.current",
+                "mine": ("crm.lead.get", {"id": Ref("w")}),  # rides with its write
+            }
+        )
+    assert result["w"].status is Status.UNKNOWN
+    assert result["me"].status is Status.OK
+    assert result["me"].result == {"ID": "1"}
+    assert result["mine"].status is Status.UNKNOWN  # its input is the unknown write
+    assert [list(b) for b in fake.batches] == [["w", "me", "mine"], ["me"]]
