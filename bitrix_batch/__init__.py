@@ -11,7 +11,7 @@ The local Bitrix24 emulator lives in `bitrix_batch.emulator` and is not imported
 from __future__ import annotations
 
 from ._client import BitrixClient, CallResult, CommandStream
-from ._commands import Command, CommandInput, CommandList
+from ._commands import Command, CommandInput, CommandList, ServerLimits
 from ._errors import (
     APIError,
     AuthError,
@@ -30,6 +30,7 @@ from ._errors import (
     OutcomeUnknownError,
     PlanError,
     RateLimitError,
+    RedirectError,
     TransportError,
     UnknownReferenceError,
 )
@@ -49,7 +50,7 @@ from ._methods import MethodPolicy
 from ._oauth import OAuth, OAuthTokens
 from ._planner import MAX_BATCH, Plan
 from ._record import Recorder
-from ._refs import Ref
+from ._refs import Literal, Ref
 from ._result import BatchResult, CommandResult, CommandTime, Skip, SkipReason, Status
 from ._retry import RetryPolicy
 from ._throttle import LeakyBucket, OperatingBudget, RateLimit, RateLimiter
@@ -85,6 +86,7 @@ __all__ = [
     "LeakyBucket",
     "ListExport",
     "ListShape",
+    "Literal",
     "MAX_BATCH",
     "MethodHeld",
     "MethodPolicy",
@@ -101,12 +103,14 @@ __all__ = [
     "RateLimitWaited",
     "RateLimiter",
     "Recorder",
+    "RedirectError",
     "Ref",
     "RequestAnswered",
     "RequestFailed",
     "RequestSent",
     "RetryPolicy",
     "RetryScheduled",
+    "ServerLimits",
     "Skip",
     "SkipReason",
     "Status",

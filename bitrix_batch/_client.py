@@ -27,8 +27,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
-from ._auth import Credentials, Webhook, redact
-from ._commands import CommandList, parse_call, parse_commands
+from ._auth import Credentials, Webhook, check_plain_http, redact
+from ._commands import CommandList, ServerLimits, parse_call, parse_commands
 from ._encoding import http_build_query
 from ._errors import (
     APIError,
@@ -37,6 +37,7 @@ from ._errors import (
     EventLoopChangedError,
     OperationTimeLimitError,
     RateLimitError,
+    RedirectError,
     TransportError,
     _NotSent,
 )
@@ -55,12 +56,13 @@ from ._intake import DEFAULT_LOOKBACK, DEFAULT_WINDOW, Intake, is_stream
 from ._logs import protect_logs
 from ._loops import current_loop
 from ._methods import MethodPolicy
+from ._network import wrong_address
 from ._oauth import OAuth
 from ._planner import MAX_BATCH, Plan, plan
 from ._record import Recorder
 from ._response import BatchSections, as_float, as_int, decode_batch, decode_body
 from ._result import BatchResult, CommandResult, SkipReason, Status
-from ._retry import RetryPolicy, classify, command_verdict, wrong_address
+from ._retry import RetryPolicy, classify, command_verdict
 from ._scheduler import ChunkRequest, Scheduler
 from ._throttle import Clock, LeakyBucket, OperatingBudget, RateLimit, RateLimiter, Sleep
 from ._version import __version__
@@ -169,11 +171,17 @@ class BitrixClient:
         methods: which methods only read (`MethodPolicy`).
         body: ``"json"`` (the default, as the docs recommend) or ``"form"`` (PHP form
             encoding; the batch's command strings are then encoded twice, as in the docs).
+        limits: the portal's PHP input limits (`ServerLimits`: nesting 64, 1,000 values per
+            command by default); a command past them is refused before anything is sent.
         on_event: called with each `Event` (request sent or answered, retry scheduled,
             method held or released, rate-limit wait), in the event loop's thread; the same
             events go to the ``bitrix_batch`` logger. An error it raises is logged, not raised.
         clock, sleep: time source and sleep, injectable for tests.
         wall_clock: Unix time, to read the server's ``operating_reset_at``.
+        allow_insecure_http: send to a plain ``http://`` URL of a host other than this
+            machine (the secret then travels unencrypted); refused by default (ValueError).
+            Loopback hosts and a `transport` of the caller's other than
+            ``httpx.AsyncHTTPTransport`` (ASGI, mock: no network) are always allowed.
     """
 
     def __init__(
@@ -194,9 +202,17 @@ class BitrixClient:
         sleep: Sleep = anyio.sleep,
         wall_clock: Clock = time.time,
         on_event: EventHook | None = None,
+        allow_insecure_http: bool = False,
+        limits: ServerLimits | None = None,
     ) -> None:
         self._creds: Credentials = Webhook.parse(url) if isinstance(url, str) else url
         protect_logs(self._creds.secrets)
+        check_plain_http(
+            self._creds,
+            in_process=transport is not None
+            and not isinstance(transport, httpx.AsyncHTTPTransport),
+            allow=allow_insecure_http,
+        )
         if http_client is not None and transport is not None:
             raise ValueError("pass either http_client or transport, not both")
         if max_concurrency < 1:
@@ -238,6 +254,7 @@ class BitrixClient:
         self._methods = methods or MethodPolicy()
         self._body = body
         self._on_event = on_event
+        self._limits = limits
         self._wall_clock = wall_clock
         self._announced: dict[str, float] = {}  # holds reported as events, by method
         self._loop: object | None = None  # the event loop this client's connections live in
@@ -332,7 +349,7 @@ class BitrixClient:
             APIError: the server refused the call (its subclasses for rate, time and auth).
             TransportError, InvalidResponseError: no usable answer after retries.
         """
-        checked = parse_call(method, params)
+        checked = parse_call(method, params, limits=self._limits, form=self._body == "form")
         self._bind_loop()
         try:
             body = await self._post(method, checked, read=self._methods.reads_only(method))
@@ -363,7 +380,9 @@ class BitrixClient:
             PlanError: the list cannot be planned (a subclass says why).
         """
         with _gc_paused():
-            return plan(parse_commands(cmd, self._methods.reads_only), halt=halt)
+            return plan(
+                parse_commands(cmd, self._methods.reads_only, limits=self._limits), halt=halt
+            )
 
     async def batch(
         self,
@@ -574,6 +593,7 @@ class BitrixClient:
             lookback=lookback,
             halt=halt,
             recall=journal.recall if journal is not None else None,
+            limits=self._limits,
         )
         return _Job(scheduler, intake, None, journal)
 
@@ -650,7 +670,7 @@ class BitrixClient:
                 ran, _ = classify(exc)
                 scheduler.abort(request, exc, ran="unknown" if exc.may_have_run else ran)
                 if (
-                    isinstance(exc, AuthError)
+                    isinstance(exc, AuthError | RedirectError)
                     or (isinstance(exc, APIError) and exc.status_code in (400, 403, 404))
                     or (isinstance(exc, TransportError) and wrong_address(exc) is not None)
                 ):
@@ -772,7 +792,7 @@ class BitrixClient:
         body = await self._post(
             "batch", payload, read=not request.writes, also=request.methods, gate=gate
         )
-        sections = decode_batch(body)
+        sections = decode_batch(body, secrets=self._creds.secrets)
         for wire_key, info in sections.result_time.items():
             if wire_key in request.method_of:
                 self._budget.observe(request.method_of[wire_key], info)
@@ -807,6 +827,8 @@ class BitrixClient:
         def may_retry(exc: BaseException) -> bool:
             nonlocal maybe_ran
             ran, transient = classify(exc)
+            if transient and wrong_address(exc) is not None:
+                return False  # a name that does not resolve, a port nobody listens on
             maybe_ran = maybe_ran or ran == "unknown"
             if not transient:
                 return False
@@ -963,15 +985,22 @@ class BitrixClient:
         commands = len(params.get("cmd") or ()) if method == "batch" else 1
         self._emit(RequestSent(method, commands, attempt))
         sent = self._clock()
+        url = self._creds.endpoint(method)
         try:
-            status, rtype, data = await self._exchange(
-                self._creds.endpoint(method), content, ctype
-            )
+            status, headers, data = await self._exchange(url, content, ctype)
         except httpx.HTTPError as exc:
             self._emit(RequestFailed(method, self._describe(exc)))
             raise
         try:
-            body = decode_body(status, rtype, data, method=method)
+            body = decode_body(
+                status,
+                headers.get("content-type", ""),
+                data,
+                method=method,
+                secrets=self._creds.secrets,
+                location=headers.get("location"),
+                url=url,
+            )
         except APIError as exc:
             self._emit(RequestAnswered(method, status, self._clock() - sent, exc.code or None))
             if isinstance(exc, RateLimitError) and self._bucket is not None:
@@ -988,8 +1017,10 @@ class BitrixClient:
         self._note_holds()
         return body
 
-    async def _exchange(self, url: str, content: bytes, ctype: str) -> tuple[int, str, bytes]:
-        """POST one body; return the status, the content type and the whole answer.
+    async def _exchange(
+        self, url: str, content: bytes, ctype: str
+    ) -> tuple[int, httpx.Headers, bytes]:
+        """POST one body; return the status, the headers and the whole answer.
 
         Within the call's deadline: `timeout` bounds each read, so an answer dripped a byte at
         a time would otherwise keep a call alive for ever. Past the deadline the call ends as
@@ -1001,10 +1032,10 @@ class BitrixClient:
 
     async def _exchange_unbounded(
         self, url: str, content: bytes, ctype: str
-    ) -> tuple[int, str, bytes]:
+    ) -> tuple[int, httpx.Headers, bytes]:
         if self._transport is None:
             response = await self._http.post(url, content=content, headers={"Content-Type": ctype})
-            return response.status_code, response.headers.get("content-type", ""), response.content
+            return response.status_code, response.headers, response.content
         request = httpx.Request(
             "POST",
             url,
@@ -1017,7 +1048,7 @@ class BitrixClient:
             data = await response.aread()
         finally:
             await response.aclose()
-        return response.status_code, response.headers.get("content-type", ""), data
+        return response.status_code, response.headers, data
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

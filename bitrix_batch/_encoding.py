@@ -36,6 +36,8 @@ from typing import Any, TypeAlias
 from urllib.parse import unquote_to_bytes
 
 __all__ = [
+    "MAX_SUPPORTED_NESTING",
+    "InputLimitError",
     "PhpArray",
     "append_pairs",
     "encode_command",
@@ -58,6 +60,10 @@ _PRECISION = 14
 # php.ini max_input_nesting_level: deeper bracket groups make PHP drop the whole
 # variable.
 _MAX_NESTING = 64
+#: The deepest nesting this module (and the command model) will walk: its walks recurse, and
+#: a structure deeper than this (or one that contains itself) is refused with a ValueError
+#: long before Python's recursion limit. PHP's default max_input_nesting_level is 64.
+MAX_SUPPORTED_NESTING = 256
 # zend_long on the 64-bit builds the server runs.
 _LONG_MAX = 2**63 - 1
 _LONG_MIN = -(2**63)
@@ -277,6 +283,8 @@ def _leaves(data: Any) -> Iterator[tuple[list[str], str]]:
         if id(container) in active:
             # PHP silently skips a recursive array; a cycle here is a caller bug.
             raise ValueError(f"cannot encode a circular structure at {_describe(path)}")
+        if len(path) > MAX_SUPPORTED_NESTING:
+            raise _too_deep(path)
         active.add(id(container))
         try:
             for key, value in _items(container):
@@ -291,6 +299,13 @@ def _leaves(data: Any) -> Iterator[tuple[list[str], str]]:
             active.discard(id(container))
 
     return walk(data, [])
+
+
+def _too_deep(path: Sequence[Any]) -> ValueError:
+    return ValueError(
+        f"cannot encode a structure nested deeper than {MAX_SUPPORTED_NESTING} levels"
+        f" (at {_describe(path[:3])}...)"
+    )
 
 
 def _describe(path: Sequence[Any]) -> str:
@@ -316,7 +331,8 @@ def http_build_query(data: Mapping[Any, Any]) -> str:
 
     Raises:
         TypeError: For a value or key of a type PHP data cannot have.
-        ValueError: For a circular structure.
+        ValueError: For a circular structure, or one nested deeper than
+            `MAX_SUPPORTED_NESTING`.
     """
     if not _is_container(data):
         raise TypeError(
@@ -350,6 +366,8 @@ def _append_pairs(
     if id(container) in active:
         # PHP silently skips a recursive array; a cycle here is a caller bug.
         raise ValueError(f"cannot encode a circular structure at {_describe(path)}")
+    if len(path) > MAX_SUPPORTED_NESTING:
+        raise _too_deep(path)
     active.add(id(container))
     for key, value in _items(container):
         part = urlencode(_key_text(key, path))
@@ -431,10 +449,14 @@ def _php_key(raw: bytes) -> str | int:
     return _to_text(raw)
 
 
-def _register(top: _Array, name: bytes, value: str) -> None:
+def _register(
+    top: _Array, name: bytes, value: str, max_nesting: int = _MAX_NESTING, strict: bool = False
+) -> None:
     """Store one ``name=value`` pair the way php_register_variable_ex does.
 
-    ``name`` is already URL-decoded; ``value`` is the decoded string.
+    ``name`` is already URL-decoded; ``value`` is the decoded string. With `strict`, a name
+    with more than `max_nesting` bracket groups raises `InputLimitError` instead of being
+    dropped.
     """
     # The name is a C string: a decoded %00 ends it.
     name = name.split(b"\0", 1)[0].lstrip(b" ")
@@ -460,7 +482,16 @@ def _register(top: _Array, name: bytes, value: str) -> None:
     level = 0
     while True:
         level += 1
-        if level > _MAX_NESTING:
+        if level > max_nesting:
+            if strict:
+                raise InputLimitError(
+                    "max_input_nesting_level",
+                    max_nesting,
+                    _to_text(name),
+                    f"parameter {_to_text(name)[:80]!r} has more than {max_nesting} bracket"
+                    f" groups: PHP's parse_str (max_input_nesting_level={max_nesting}) would"
+                    f" drop the whole {_to_text(head)!r} parameter",
+                )
             # Too deep: PHP removes the whole top-level variable, earlier values
             # included.
             top.pop(_php_key(head), None)
@@ -519,7 +550,27 @@ def _freeze(array: _Array) -> PhpArray:
     }
 
 
-def parse_str(query: str, *, max_input_vars: int | None = None) -> PhpArray:
+class InputLimitError(ValueError):
+    """What PHP's input limits would silently drop (`parse_str` with ``strict=True``).
+
+    `setting` is the php.ini setting (``max_input_vars`` or ``max_input_nesting_level``),
+    `limit` its value, `name` the (decoded) parameter name where it was hit.
+    """
+
+    def __init__(self, setting: str, limit: int, name: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.limit = limit
+        self.name = name
+
+
+def parse_str(
+    query: str,
+    *,
+    max_input_vars: int | None = None,
+    max_nesting: int = _MAX_NESTING,
+    strict: bool = False,
+) -> PhpArray:
     """Parse a query string exactly as PHP 8's ``parse_str($query, $result)`` does.
 
     - Pieces are split on ``&``; empty pieces are skipped. Name and value split on the
@@ -549,11 +600,17 @@ def parse_str(query: str, *, max_input_vars: int | None = None) -> PhpArray:
         query: The query string, without a leading ``?``.
         max_input_vars: Stop after this many pieces, as PHP's ``max_input_vars`` does
             (1000 by default in php.ini; the cloud's value is unknown). None: no limit.
+        max_nesting: PHP's ``max_input_nesting_level`` (64 by default), at most
+            `MAX_SUPPORTED_NESTING`.
+        strict: Raise `InputLimitError` where PHP would silently drop input (a piece past
+            `max_input_vars`, a name nested deeper than `max_nesting`), instead of dropping.
 
     Returns:
         The PHP array as a dict. Values are strings or nested dicts; bytes that are
         not UTF-8 are kept as lone surrogates (``surrogateescape``).
     """
+    if not 1 <= max_nesting <= MAX_SUPPORTED_NESTING:
+        raise ValueError(f"max_nesting must be between 1 and {MAX_SUPPORTED_NESTING}")
     # PHP hands the C library a NUL-terminated copy: a raw NUL ends the query.
     raw = _to_bytes(query).split(b"\0", 1)[0]
     top = _Array()
@@ -562,11 +619,21 @@ def parse_str(query: str, *, max_input_vars: int | None = None) -> PhpArray:
         if not piece:
             continue
         count += 1
-        if max_input_vars is not None and count > max_input_vars:
-            break
         name, has_value, value = piece.partition(b"=")
+        if max_input_vars is not None and count > max_input_vars:
+            if strict:
+                pieces = sum(1 for p in raw.split(b"&") if p)
+                raise InputLimitError(
+                    "max_input_vars",
+                    max_input_vars,
+                    _to_text(_urldecode(name)),
+                    f"{pieces:,} values, more than PHP's max_input_vars ({max_input_vars:,}):"
+                    " the server would drop every value after the"
+                    f" {max_input_vars:,}th",
+                )
+            break
         text = _to_text(_urldecode(value)) if has_value else ""
-        _register(top, _urldecode(name), text)
+        _register(top, _urldecode(name), text, max_nesting, strict)
     return _freeze(top)
 
 

@@ -16,6 +16,7 @@ This module performs no I/O.
     ├── APIError                          the server refused a whole call (`.status_code`, `.code`)
     │   ├── RateLimitError                503 QUERY_LIMIT_EXCEEDED
     │   ├── OperationTimeLimitError       429 OPERATION_TIME_LIMIT
+    │   ├── RedirectError                 301/302/307/308: the portal lives elsewhere; nothing ran
     │   └── AuthError                     401: bad webhook, expired or invalid token, scope
     ├── ClientClosedError (RuntimeError)  a SyncBitrixClient used after close()
     ├── CommandError                      one command failed inside a batch (stored as data)
@@ -54,6 +55,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PlanError",
     "RateLimitError",
+    "RedirectError",
     "TransportError",
     "UnknownReferenceError",
 ]
@@ -209,6 +211,26 @@ class RateLimitError(APIError):
 
 class OperationTimeLimitError(APIError):
     """429 ``OPERATION_TIME_LIMIT``: one method used up its operating time. Nothing ran."""
+
+
+class RedirectError(APIError):
+    """301, 302, 307 or 308: the portal answers from another URL; the call ran nothing.
+
+    Not followed: a redirected POST may turn into a GET, and the webhook code would go to
+    wherever the redirect points. `.location` is where it points, scheme and host only
+    (``https://portal.example``), with any secret masked; `.code` is ``"REDIRECT"``.
+    """
+
+    def __init__(self, status_code: int, location: str, *, method: str | None = None) -> None:
+        self.location = location
+        where = location or "an unnamed place"
+        super().__init__(
+            status_code,
+            "REDIRECT",
+            f"the portal redirects to {where}: use that URL",
+            method=method,
+            extra={"location": location},
+        )
 
 
 class AuthError(APIError):

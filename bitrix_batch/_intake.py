@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ._commands import CommandReader
+from ._commands import CommandReader, ServerLimits
 from ._errors import InvalidStreamItemError, PlanError
 from ._planner import Packer
 from ._result import CommandResult, SkipReason
@@ -62,11 +62,12 @@ class Intake:
         lookback: int | None,
         halt: bool,
         recall: Callable[[int, Any, str, bool], CommandResult | None] | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
         self._scheduler = scheduler
-        self._reader = CommandReader(reads_only, lookback)
+        self._reader = CommandReader(reads_only, lookback, limits=limits)
         self._packer = Packer(halt=halt)
         self._window = window
         self._halt = halt

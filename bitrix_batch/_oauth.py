@@ -15,11 +15,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
-from urllib.parse import urlsplit
 
 import httpx
 
-from ._auth import REFRESH_UNAVAILABLE, redact, split_base_url
+from ._auth import REFRESH_UNAVAILABLE, _plain_http, redact, split_base_url
 from ._errors import AuthError, TransportError
 from ._loops import LoopLock
 from ._response import as_float
@@ -144,6 +143,9 @@ class OAuth:
         on_refresh: Called (sync or async) with the new tokens after each refresh.
         oauth_url: The OAuth server's token endpoint.
         clock: Wall-clock Unix time, for ``expires_at``.
+        allow_insecure_http: Let `portal_url` and `oauth_url` be plain ``http://`` to a host
+            other than this machine (tokens and the client secret then travel unencrypted).
+            Off by default: `BitrixClient` refuses such URLs.
 
     Raises:
         ValueError: If a URL is malformed or the arguments do not make one consistent setup.
@@ -151,6 +153,7 @@ class OAuth:
     """
 
     __slots__ = (
+        "_allow_insecure_http",
         "_client_id",
         "_client_secret",
         "_clock",
@@ -177,9 +180,11 @@ class OAuth:
         on_refresh: OnRefresh | None = None,
         oauth_url: str = DEFAULT_OAUTH_URL,
         clock: Callable[[], float] = time.time,
+        allow_insecure_http: bool = False,
     ) -> None:
         self._portal_url = _check_portal_url(portal_url)
         _check_oauth_url(oauth_url)
+        self._allow_insecure_http = allow_insecure_http
         if tokens is not None:
             if access_token is not None or refresh_token is not None:
                 raise ValueError("pass either tokens or access_token/refresh_token, not both")
@@ -280,6 +285,16 @@ class OAuth:
         return (*found, self._client_secret) if self._client_secret else found
 
     @property
+    def plain_http_hosts(self) -> tuple[tuple[str, str], ...]:
+        """``(what, host)`` of each URL that would go unencrypted to another machine."""
+        if self._allow_insecure_http:
+            return ()
+        return (
+            *_plain_http("the OAuth portal URL", self._portal_url),
+            *_plain_http("oauth_url", self._oauth_url),
+        )
+
+    @property
     def redacted(self) -> str:
         """The portal URL (it holds no secret: the token travels as a parameter)."""
         return self._portal_url
@@ -360,7 +375,7 @@ class OAuth:
         if not isinstance(reply, Mapping):
             raise AuthError(status, "", "OAuth token refresh failed: the reply is not JSON")
         if status != 200 or "error" in reply or not _text(reply.get("access_token")):
-            code = str(reply.get("error") or "")
+            code = redact(str(reply.get("error") or ""), self.secrets)
             said = redact(str(reply.get("error_description") or ""), self.secrets)
             hint = _OAUTH_HINTS.get(code.lower(), "")
             text = "; ".join(part for part in (said, hint) if part) or "no access token in reply"
@@ -385,6 +400,7 @@ def _check_portal_url(url: str) -> str:
 
 
 def _check_oauth_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("oauth_url must start with https:// (or http:// for a local emulator)")
+    """A bad scheme, port or host, or a control character: ValueError naming no value."""
+    if not isinstance(url, str):
+        raise TypeError("oauth_url must be a str")
+    split_base_url(url.split("?", 1)[0], "oauth_url")

@@ -25,9 +25,11 @@ from ._types import Key
 __all__ = [
     "KINDS",
     "MISSING",
+    "Literal",
     "Ref",
     "Token",
     "find_tokens",
+    "reads_as_token",
     "resolve_path",
     "segment_is_safe",
     "splice_text",
@@ -104,6 +106,35 @@ class Ref:
     def __bitrix_token__(self) -> str:
         """The token text, for the encoder."""
         return str(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """Text that must reach the server exactly as written, never read as a reference.
+
+    ``Literal("Price $total[x] incl. VAT")`` is sent byte for byte. A plain string holding
+    ``$result[...]``-like text is a reference (or is refused when it cannot be one); wrap
+    customer text in `Literal` when it may hold such text. Inside a batch the server
+    substitutes tokens in every command string, so a command holding a `Literal` whose text
+    the server would read as a token is sent on its own, as a direct call, where nothing is
+    substituted (its `Entry` is marked ``direct``).
+    """
+
+    text: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise TypeError(f"Literal text must be a str, not {type(self.text).__name__}")
+        if type(self.text) is not str:  # a str subclass (an enum): keep its plain value
+            object.__setattr__(self, "text", str.__str__(self.text))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def reads_as_token(text: str) -> bool:
+    """Whether the server's batch substitution would read some of `text` as a token."""
+    return "$" in text and bool(find_tokens(text))
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,6 @@ The rule is decided by what the server certainly did:
 from __future__ import annotations
 
 import random
-import socket
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,11 +28,12 @@ from ._errors import (
     InvalidResponseError,
     OperationTimeLimitError,
     RateLimitError,
+    RedirectError,
     TransportError,
     _NotSent,
 )
 
-__all__ = ["Ran", "RetryPolicy", "classify", "command_verdict", "wrong_address"]
+__all__ = ["Ran", "RetryPolicy", "classify", "command_verdict"]
 
 #: What the server did with a call that failed: ran nothing, or maybe ran it.
 Ran = Literal["no", "unknown"]
@@ -116,7 +116,8 @@ def classify(exc: BaseException) -> tuple[Ran, bool]:
         return "no", False
     if isinstance(exc, RateLimitError | OperationTimeLimitError):
         return "no", True
-    if isinstance(exc, AuthError):
+    if isinstance(exc, AuthError | RedirectError):
+        # A redirect comes from the web server or a proxy, before the portal's code runs.
         return "no", False
     if isinstance(exc, APIError):
         # A top-level JSON error with a 4xx status means the method was refused before it ran.
@@ -132,34 +133,9 @@ def classify(exc: BaseException) -> tuple[Ran, bool]:
     if isinstance(exc, TransportError):
         # Ours wraps the httpx error that decides it.
         return classify(exc.__cause__) if exc.__cause__ is not None else ("unknown", True)
-    if isinstance(exc, httpx.ConnectError) and wrong_address(exc) is not None:
-        return "no", False  # a name that does not resolve, a port nobody listens on
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return "no", True
     if isinstance(exc, httpx.TransportError):
         return "unknown", True
     return "unknown", False
 
-
-def wrong_address(exc: BaseException) -> str | None:
-    """What to check when a connection failed for good, or None if it may be transient.
-
-    A host name that does not resolve, or a port where nothing listens, will not come right
-    by retrying: the job should stop within seconds and say which address to check. (A
-    connection that times out may be a busy network and is retried.)
-    """
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:  # the chain of causes, and the members of groups (trio tries each address)
-        cause = todo.pop()
-        if id(cause) in seen:
-            continue
-        seen.add(id(cause))
-        if isinstance(cause, socket.gaierror):
-            return "the portal's host name does not resolve: check the URL's domain"
-        if isinstance(cause, ConnectionRefusedError):
-            return "nothing listens at the portal's address: check the URL's host and port"
-        if isinstance(cause, BaseExceptionGroup):
-            todo.extend(cause.exceptions)
-        todo.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
-    return None

@@ -58,6 +58,14 @@ class ChunkRequest:
         return frozenset(m.lower() for m in self.method_of.values())
 
 
+#: How a producer that is not ok ended, in words.
+_ENDED = {
+    Status.FAILED: "failed",
+    Status.SKIPPED: "was not run",
+    Status.UNKNOWN: "has an unknown outcome",
+}
+
+
 class _DependencyFailed(Unresolved):
     pass
 
@@ -459,7 +467,8 @@ class Scheduler:
             return resolve_value(outcome.error.as_dict(), token.path)
         if outcome.status is not Status.OK:
             raise _DependencyFailed(
-                f"command {outcome.key!r}, which it refers to, is {outcome.status.value}"
+                f"the command it refers to, {outcome.key!r}, "
+                + _ENDED.get(outcome.status, outcome.status.value)
             )
         if token.kind == "result":
             return resolve_value(outcome.result, token.path)

@@ -34,7 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._auth import Credentials
 from ._client import BitrixClient, CallResult, CommandStream, Progress
-from ._commands import CommandList
+from ._commands import CommandList, ServerLimits
 from ._errors import ClientClosedError
 from ._events import EventHook
 from ._intake import DEFAULT_LOOKBACK, DEFAULT_WINDOW
@@ -89,6 +89,7 @@ class SyncBitrixClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
+        deadline: float | None = None,
         max_concurrency: int = 16,
         rate_limit: RateLimit | RateLimiter | None = RateLimit.STANDARD,
         operating_budget: OperatingBudget | None = None,
@@ -99,6 +100,8 @@ class SyncBitrixClient:
         sleep: Sleep = anyio.sleep,
         wall_clock: Clock = time.time,
         on_event: EventHook | None = None,
+        allow_insecure_http: bool = False,
+        limits: ServerLimits | None = None,
         backend: Backend = "asyncio",
     ) -> None:
         if backend not in ("asyncio", "trio"):
@@ -108,6 +111,7 @@ class SyncBitrixClient:
             url,
             transport=transport,
             timeout=timeout,
+            deadline=deadline,
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
             operating_budget=operating_budget,
@@ -118,6 +122,8 @@ class SyncBitrixClient:
             sleep=sleep,
             wall_clock=wall_clock,
             on_event=on_event,
+            allow_insecure_http=allow_insecure_http,
+            limits=limits,
         )
         self._host = _Host(backend, make)
         self._backend = backend

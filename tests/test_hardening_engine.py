@@ -184,3 +184,25 @@ async def test_reads_beside_writes_of_unknown_outcome_are_sent_again() -> None:
     assert result["me"].result == {"ID": "1"}
     assert result["mine"].status is Status.UNKNOWN  # its input is the unknown write
     assert [list(b) for b in fake.batches] == [["w", "me", "mine"], ["me"]]
+
+
+async def test_a_portals_own_input_limits_are_checked_before_sending() -> None:
+    """ServerLimits passed to the client: a command past max_input_vars is refused at plan
+    time, in a batch and in a direct call, and nothing goes out."""
+    from bitrix_batch import InvalidCommandError, ServerLimits
+
+    fake = writes()
+    fields = {f"UF_{i}": i for i in range(11)}
+    async with BitrixClient(
+        WEBHOOK,
+        transport=fake.transport(),
+        rate_limit=None,
+        body="form",
+        limits=ServerLimits(max_input_vars=10),
+    ) as client:
+        with pytest.raises(InvalidCommandError, match="10"):
+            await client.batch({"big": ("crm.lead.add", {"fields": fields})})
+        with pytest.raises(InvalidCommandError, match="10"):
+            await client.call("crm.lead.add", {"fields": fields})
+        await client.batch({"small": ("crm.lead.add", {"fields": {"UF_1": 1}})})
+    assert len(fake.requests) == 1
