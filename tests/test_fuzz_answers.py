@@ -46,13 +46,15 @@ def encoded(body: Any) -> bytes:
     return json.dumps(body, allow_nan=True, default=str).encode()
 
 
+def answering(handler: Any) -> BitrixClient:
+    """A client whose every answer comes from `handler`, tried once, unpaced."""
+    return BitrixClient(
+        WEBHOOK, transport=httpx.MockTransport(handler), rate_limit=None, retry=RetryPolicy.never()
+    )
+
+
 async def run(handler: Any, cmd: Any) -> Any:
-    async with BitrixClient(
-        WEBHOOK,
-        transport=httpx.MockTransport(handler),
-        rate_limit=None,
-        retry=RetryPolicy.never(),
-    ) as client:
+    async with answering(handler) as client:
         return await client.batch(cmd)
 
 
@@ -90,12 +92,7 @@ def test_any_bytes_for_a_direct_call_raise_only_typed_errors(
         return httpx.Response(status, content=content, headers={"content-type": ctype})
 
     async def call() -> Any:
-        async with BitrixClient(
-            WEBHOOK,
-            transport=httpx.MockTransport(handler),
-            rate_limit=None,
-            retry=RetryPolicy.never(),
-        ) as client:
+        async with answering(handler) as client:
             return await client.call("user.current")
 
     with contextlib.suppress(BitrixBatchError):

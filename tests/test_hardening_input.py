@@ -7,17 +7,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import httpx
 import pytest
 
 from bitrix_batch import (
-    BitrixClient,
     InvalidCommandError,
     InvalidReferenceError,
     Literal,
     PlanError,
     Ref,
-    RetryPolicy,
     ServerLimits,
     SkipReason,
     Status,
@@ -36,21 +33,11 @@ from bitrix_batch._commands import (
 from bitrix_batch._encoding import InputLimitError, http_build_query, parse_str
 from bitrix_batch._methods import MethodPolicy
 from bitrix_batch._refs import Token
-from bitrix_batch.emulator import Emulator, EmulatorConfig
+from tests.test_client_emulator import client_for, emulator
 
 READS = MethodPolicy().reads_only
 
 
-def emulator(**options: Any) -> Emulator:
-    options.setdefault("rate_limit", False)
-    options.setdefault("operating_limit", False)
-    return Emulator(EmulatorConfig(**options))
-
-
-def client_for(emu: Emulator, **kwargs: Any) -> BitrixClient:
-    kwargs.setdefault("rate_limit", None)
-    kwargs.setdefault("retry", RetryPolicy.testing())
-    return BitrixClient(emu.webhook_url(), transport=httpx.ASGITransport(app=emu.app), **kwargs)
 
 
 def nested(depth: int, leaf: Any = "x", *, as_list: bool = False) -> Any:
