@@ -109,12 +109,19 @@ class EmulatorProcess:
     """``python -m bitrix_batch.emulator`` on 127.0.0.1, limits off, answers at once.
 
     Its own process, so its CPU time and memory never mix with the client's, and each one is a
-    fresh portal (empty, or seeded with ``seed_leads`` leads).
+    fresh portal (empty, or seeded with ``seed_leads`` leads). `limits` replaces the default
+    ``--no-rate-limit --no-operating-limit`` with other emulator options (a real bucket).
     """
 
-    def __init__(self, seed_leads: int = 0, startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        seed_leads: int = 0,
+        startup_timeout: float = 60.0,
+        limits: Sequence[str] = ("--no-rate-limit", "--no-operating-limit"),
+    ) -> None:
         self.seed_leads = seed_leads
         self.startup_timeout = startup_timeout
+        self.limits = list(limits)
         self.webhook = ""
         self.base = ""
         self._process: subprocess.Popen[str] | None = None
@@ -130,8 +137,7 @@ class EmulatorProcess:
             HOST,
             "--port",
             "0",
-            "--no-rate-limit",
-            "--no-operating-limit",
+            *self.limits,
             "--time-scale",
             "0",
             "--seed-leads",

@@ -25,24 +25,16 @@ the bucket does not bind at all.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import queue
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks._support import (
-    HOST,
-    child_cwd,
-    child_env,
+    EmulatorProcess,
     emit,
     engine_info,
     environment,
@@ -61,86 +53,6 @@ SELECT = ["ID", "TITLE"]
 
 
 # --- the server ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def emulator(rows: int, scale: float, startup_timeout: float = 120.0) -> Iterator[str]:
-    """A fresh emulator process with ``rows`` leads and the real bucket; yields its webhook."""
-    command = [
-        sys.executable,
-        "-m",
-        "bitrix_batch.emulator",
-        "--host",
-        HOST,
-        "--port",
-        "0",
-        "--seed-leads",
-        str(rows),
-        "--rate-burst",
-        str(BURST),
-        "--rate-drain",
-        str(DRAIN * scale),
-        "--no-operating-limit",
-        "--time-scale",
-        "0",
-    ]
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env=child_env(),
-            cwd=child_cwd(),
-        )
-        try:
-            yield _webhook(process, startup_timeout, stderr)
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)  # uvicorn's graceful stop
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
-
-
-def _webhook(process: subprocess.Popen[str], timeout: float, stderr: Any) -> str:
-    """The webhook URL the emulator prints once its socket listens."""
-    lines: queue.Queue[str | None] = queue.Queue()
-    stdout = process.stdout
-    assert stdout is not None
-
-    def read() -> None:  # a thread: a pipe's readline cannot be given a deadline
-        for line in stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            line = None
-        if line is None:
-            stderr.seek(0)
-            raise RuntimeError(f"the emulator did not start: {stderr.read()[-600:]}")
-        if line.startswith("webhook:"):
-            return line.split()[-1]
-
-
-def server_stats(webhook: str) -> dict[str, Any]:
-    """The emulator's counters (``GET /_emulator/stats``)."""
-    import httpx
-
-    base = webhook.split("/rest/", 1)[0]
-    response = httpx.get(base + "/_emulator/stats", timeout=60)
-    response.raise_for_status()
-    stats: dict[str, Any] = response.json()
-    return stats
 
 
 # --- the tools (each in a worker process) --------------------------------------------------
@@ -238,10 +150,18 @@ def per_tool_limit(args: argparse.Namespace) -> float:
 def measure(tool: str, args: argparse.Namespace) -> dict[str, Any]:
     """One tool against a fresh emulator; its row of figures."""
     timeout = per_tool_limit(args)
-    with emulator(args.rows, args.scale) as url:
+    limits = [
+        "--rate-burst",
+        str(BURST),
+        "--rate-drain",
+        str(DRAIN * args.scale),
+        "--no-operating-limit",
+    ]
+    with EmulatorProcess(seed_leads=args.rows, startup_timeout=120.0, limits=limits) as server:
+        url = server.webhook
         payload = {"tool": tool, "url": url, "scale": args.scale, "rows": args.rows}
         run = run_worker("benchmarks.bench_export", payload, timeout)
-        stats = server_stats(url)
+        stats = server.stats()
     requests = int(stats["requests"])
     ideal = math.ceil(args.rows / ROWS_PER_REQUEST)
     wall = run.get("wall_s")

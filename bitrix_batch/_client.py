@@ -154,7 +154,7 @@ class BitrixClient:
     Args:
         url: the inbound webhook base, ``https://<portal>/rest/<user>/<code>/``, or an
             `OAuth` credential for an application (the token is sent as ``auth`` and
-            refreshed once, single-flight, when the server says it expired).
+            renewed, single-flight, each time the server says it expired).
         http_client: an `httpx.AsyncClient` to share; the caller closes it.
         transport: an httpx transport for a client this object creates (tests, emulator).
         timeout: seconds to wait for each read of an answer (and at most 10 s to connect).
@@ -523,7 +523,7 @@ class BitrixClient:
         """
         from . import _lists
 
-        return _lists.list_all(
+        return _lists.ListExport(
             self, method, params, by_id=by_id, shape=shape, concurrency=concurrency
         )
 

@@ -44,7 +44,7 @@ from ._result import BatchResult, CommandResult, Status
 if TYPE_CHECKING:
     from ._client import BitrixClient
 
-__all__ = ["FoundRows", "ListExport", "ListShape", "get_by_ids", "list_all"]
+__all__ = ["FoundRows", "ListExport", "ListShape", "get_by_ids"]
 
 #: Rows per page on every Bitrix24 list method (``IRestService::LIST_LIMIT``).
 PAGE_SIZE: Final = 50
@@ -117,26 +117,6 @@ def shape_of(method: str, shape: ListShape | None = None) -> ListShape:
 
 
 # --- list_all ------------------------------------------------------------------------------
-
-
-def list_all(
-    client: BitrixClient,
-    method: str,
-    params: Mapping[str, Any] | None = None,
-    *,
-    by_id: bool | None = None,
-    shape: ListShape | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-) -> ListExport:
-    """Every row of a list method: ``async for row in ...`` or ``rows = await ...``.
-
-    See `ListExport` for the guarantee. The input is checked here, before any request.
-
-    Raises:
-        InvalidCommandError: bad parameters (a ``start``, an ``order`` other than the ID
-            ascending with the ID cursor, a non-integer ID bound, a method that is not a read).
-    """
-    return ListExport(client, method, params, by_id=by_id, shape=shape, concurrency=concurrency)
 
 
 @dataclass(slots=True)

@@ -1,9 +1,9 @@
-"""The hook a job's journal plugs into: what is about to be sent, what became final, and
-what an earlier run of the same job already knows.
+"""The hook a job's journal plugs into: what is about to be sent, what was refused and goes
+again, what became final, and what an earlier run of the same job already knows.
 
-The executor calls a `Recorder` at three points and nothing else; `bitrix_batch.journal`
+The executor calls a `Recorder` at these four points and nothing else; `bitrix_batch.journal`
 has one on SQLite, and callers may write their own (to record intent in their own
-database, say). All three are called in the event loop's thread and should be quick: a
+database, say). All are called in the event loop's thread and should be quick: a
 request waits for `sending` to return, so that a crash after it can never hide a write.
 """
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import httpx
 
+from bitrix_batch import OAuth
 from bitrix_batch.emulator import Emulator, EmulatorConfig
 
-__all__ = ["Api", "FakeClock", "api", "make_emulator"]
+__all__ = ["Api", "FakeClock", "api", "make_emulator", "oauth_for"]
 
 
 class FakeClock:
@@ -34,6 +35,21 @@ def make_emulator(**options: Any) -> Emulator:
     options.setdefault("rate_limit", False)
     options.setdefault("operating_limit", False)
     return Emulator(EmulatorConfig(**options))
+
+
+def oauth_for(emu: Emulator, **options: Any) -> OAuth:
+    """An OAuth credential with a fresh token pair from `emu`, refreshed by the emulator's
+    OAuth server (reached through the in-process transport, host ``testserver``)."""
+    reply = emu.issue_oauth_token()
+    return OAuth(
+        emu.oauth_url(),
+        access_token=reply["access_token"],
+        refresh_token=reply["refresh_token"],
+        client_id=emu.config.oauth_client_id,
+        client_secret=emu.config.oauth_client_secret,
+        oauth_url="http://testserver/oauth/token/",
+        **options,
+    )
 
 
 class Api:

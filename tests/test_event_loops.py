@@ -9,8 +9,9 @@ import anyio
 import httpx
 import pytest
 
-from bitrix_batch import BitrixClient, EventLoopChangedError, OAuth, RetryPolicy
+from bitrix_batch import BitrixClient, EventLoopChangedError, RetryPolicy
 from bitrix_batch.emulator import Emulator, EmulatorConfig, serve_in_thread
+from tests.emulator_support import oauth_for
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +63,7 @@ def test_a_callers_http_client_cannot_move_to_another_loop(url: str) -> None:
 def test_an_oauth_refresh_works_in_each_run() -> None:
     """The single-flight refresh lock is per loop too: a refresh in asyncio, then in trio."""
     emu = Emulator(EmulatorConfig(operating_limit=False, rate_limit=False))
-    reply = emu.issue_oauth_token()
-    creds = OAuth(
-        emu.oauth_url(),
-        access_token=reply["access_token"],
-        refresh_token=reply["refresh_token"],
-        client_id=emu.config.oauth_client_id,
-        client_secret=emu.config.oauth_client_secret,
-        oauth_url="http://testserver/oauth/token/",
-    )
+    creds = oauth_for(emu)
     client = BitrixClient(creds, transport=httpx.ASGITransport(app=emu.app), rate_limit=None)
 
     async def job() -> Any:

@@ -12,8 +12,9 @@ import anyio
 import httpx
 import pytest
 
-from bitrix_batch import BitrixClient, OAuth, Ref, RetryPolicy, SkipReason, Status, TransportError
+from bitrix_batch import BitrixClient, Ref, RetryPolicy, SkipReason, Status, TransportError
 from bitrix_batch.emulator import Emulator, EmulatorConfig
+from tests.emulator_support import oauth_for
 from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
 
 
@@ -69,15 +70,7 @@ async def test_tokens_that_expire_after_every_request_are_renewed_as_often_as_ne
     """Tokens live three answers while four requests are in flight: each call renews
     (single-flight) and replays as often as that takes; the job completes, every lead once."""
     emu = Emulator(EmulatorConfig(rate_limit=False, operating_limit=False))
-    reply = emu.issue_oauth_token()
-    creds = OAuth(
-        emu.oauth_url(),
-        access_token=reply["access_token"],
-        refresh_token=reply["refresh_token"],
-        client_id=emu.config.oauth_client_id,
-        client_secret=emu.config.oauth_client_secret,
-        oauth_url="http://testserver/oauth/token/",
-    )
+    creds = oauth_for(emu)
 
     class ExpireOften(httpx.AsyncBaseTransport):
         def __init__(self) -> None:
