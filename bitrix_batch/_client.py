@@ -658,7 +658,10 @@ class BitrixClient:
 
         async def run_chunk(request: ChunkRequest) -> None:
             try:
-                sections = await self._post_batch(request, gate(request))
+                if request.params is None:
+                    sections = await self._post_batch(request, gate(request))
+                else:
+                    sections = await self._post_direct(request, gate(request))
             except _Held:
                 scheduler.give_back(request)
             except _JobStopped as exc:
@@ -805,6 +808,36 @@ class BitrixClient:
                 self._bucket.on_rejected()
         self._note_holds()
         return sections
+
+    async def _post_direct(
+        self, request: ChunkRequest, gate: Callable[[], None] | None = None
+    ) -> BatchSections:
+        """Send one command on its own (planner Rule 7); return its answer as a batch's.
+
+        Nothing is substituted outside a batch, so `Literal` text arrives as written. The
+        method's own refusal (a JSON error with a 4xx status, such as ``NOT_FOUND``) is that
+        command's failure, as it would be inside a batch; what concerns the call as a whole
+        (auth, limits, redirects, 5xx, no answer) is raised as for a batch.
+        """
+        assert request.params is not None
+        ((wire_key, _),) = request.wire.items()
+        method = request.method_of[wire_key]
+        try:
+            body = await self._post(method, request.params, read=not request.writes, gate=gate)
+        except APIError as exc:
+            if type(exc) is not APIError or not 400 <= exc.status_code < 500:
+                raise
+            error = {"error": exc.code, "error_description": exc.description, **exc.extra}
+            return BatchSections({}, {wire_key: error}, {}, {}, {}, {})
+        info = body.get("time")
+        return BatchSections(
+            result={wire_key: body["result"]},
+            result_error={},
+            result_total={wire_key: body["total"]} if "total" in body else {},
+            result_next={wire_key: body["next"]} if "next" in body else {},
+            result_time={wire_key: info} if isinstance(info, dict) else {},
+            time=info if isinstance(info, dict) else {},
+        )
 
     async def _post(
         self,

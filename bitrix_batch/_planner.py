@@ -24,6 +24,10 @@ Rule 6. ``halt=True``: chunks are consecutive slices of the caller's order, sent
         holds a server-side reference, no write may follow in the same chunk, so that when the
         reference turns out unresolved only reads have run past it, and their results are
         thrown away: after the first failure, nothing later in the caller's order has run.
+Rule 7. A command marked ``direct`` (it holds `Literal` text the server would substitute inside
+        a batch) is a chunk of its own, sent as a direct call, never a ``batch``: nothing shares
+        its request, and its references, and those of the commands that use its result, are
+        resolved by the client. With ``halt`` it is a slice of its own, in its place.
 
 Without ``halt``, packing is greedy by *level*: a command with no references is on level 0; a
 read referring to commands whose deepest level is L joins the chunk of those level-L commands if
@@ -68,6 +72,8 @@ class Chunk:
     entries: list[Entry] = field(default_factory=list)
     after: set[int] = field(default_factory=set)
     level: int = 0
+    #: One command sent on its own as a direct call (Rule 7): nothing else may join it.
+    direct: bool = False
 
     @property
     def members(self) -> list[int]:
@@ -172,6 +178,9 @@ class Packer:
             return self._add_in_order(entry)
         home = self._home
         held = [home[d] for d in entry.deps if d in home]
+        if entry.direct:  # Rule 7
+            level = max((c.level for c in held), default=0) + 1 if entry.deps else 0
+            return self._alone(entry, level)
         chunk: Chunk | None = None
         if not entry.deps:
             chunk = self._open_at(0)
@@ -184,11 +193,17 @@ class Packer:
             homes = {id(c): c for c in held if c.level == deepest}
             if entry.read and len(held) == len(entry.deps) and len(homes) == 1:
                 (only,) = homes.values()
-                if len(only.entries) < self._max:
+                if len(only.entries) < self._max and not only.direct:
                     chunk = only  # Rule 3: a read may share its producer's request
             if chunk is None:
                 chunk = self._open_at(deepest + 1)
         return self._place(entry, chunk)
+
+    def _alone(self, entry: Entry, level: int) -> list[Chunk]:
+        """Rule 7: a direct command in a chunk of its own, complete at once."""
+        chunk = Chunk(-1, [entry], level=level, direct=True)
+        self._home[entry.index] = chunk
+        return self._complete(chunk)
 
     def _place(self, entry: Entry, chunk: Chunk) -> list[Chunk]:
         chunk.entries.append(entry)
@@ -217,6 +232,11 @@ class Packer:
     def _add_in_order(self, entry: Entry) -> list[Chunk]:
         """halt=True: consecutive slices of the caller's order (Rule 6)."""
         out: list[Chunk] = []
+        if entry.direct:  # Rule 7: a slice of its own, in its place
+            out = self.flush()
+            chunk = Chunk(-1, [entry], direct=True)
+            self._home[entry.index] = chunk
+            return out + self._complete(chunk)
         current = self._filling.get(0)
         here = current is not None and any(self._home.get(d) is current for d in entry.deps)
         if current is not None and (

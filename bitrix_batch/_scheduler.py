@@ -23,7 +23,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._commands import Entry, ServerSide, Unresolved, render_command, resolve_value
+from ._commands import (
+    Entry,
+    ServerSide,
+    Unresolved,
+    render_command,
+    render_direct,
+    resolve_value,
+)
 from ._errors import CommandError, OutcomeUnknownError
 from ._planner import Chunk, Plan
 from ._refs import Token, segment_is_safe
@@ -39,7 +46,12 @@ Verdict = Literal["retry", "failed", "unknown"]
 
 @dataclass(frozen=True, slots=True)
 class ChunkRequest:
-    """One ``batch`` call ready to send: ``cmd`` maps wire keys to command strings."""
+    """One ``batch`` call ready to send: ``cmd`` maps wire keys to command strings.
+
+    Or one command sent on its own, as a direct call of its method (planner Rule 7): then
+    ``params`` holds its parameters, every reference resolved, and ``cmd`` is empty. Its
+    answer is handed to `Scheduler.complete` as the batch answer of its one command.
+    """
 
     chunk_id: int
     halt: bool
@@ -51,6 +63,8 @@ class ChunkRequest:
     writes: bool
     #: The caller's keys of the commands it carries, in the order they are sent.
     keys: tuple[Key, ...] = ()
+    #: A direct call's parameters (None for a ``batch``).
+    params: dict[str, Any] | None = None
 
     @property
     def methods(self) -> frozenset[str]:
@@ -403,6 +417,10 @@ class Scheduler:
             return None  # every member became final before it was built
         members = self._pending_members(chunk_id)
         entries = self._entries
+        if len(members) == 1 and entries[members[0]].direct:
+            return self._build_direct(chunk_id, members[0], held)
+        # (A direct command among others cannot occur, by Rule 7; `render_command` would
+        # refuse it, and it would be skipped, never sent inside a batch.)
         wire = _wire_keys([entries[i] for i in members])
         sending: dict[int, str] = {}
         cmd: dict[str, str] = {}
@@ -454,6 +472,38 @@ class Scheduler:
             method_of={w: entries[i].method for i, w in sending.items()},
             writes=not all(entries[i].read for i in sending),
             keys=tuple(entries[i].key for i in sending),
+        )
+
+    def _build_direct(
+        self, chunk_id: int, index: int, held: Callable[[str], bool] | None
+    ) -> ChunkRequest | None:
+        """A direct call (Rule 7): every reference resolved here, nothing left to the server."""
+        entry = self._entries[index]
+        if held is not None and held(entry.method):
+            self._parked.append(chunk_id)  # built again when its hold ends
+            return None
+        del self._members[chunk_id]
+        try:
+            params = render_direct(
+                entry, lambda token: self._value(entry.targets[token.target], token)
+            )
+        except Unresolved as exc:
+            self._skip_unresolved(index, exc)
+            if self.halt:
+                self._halt_rest()
+            return None
+        wire_key = _wire_keys([entry])[index]
+        self._handed.add(index)
+        return ChunkRequest(
+            chunk_id=chunk_id,
+            halt=False,
+            cmd={},
+            members=(index,),
+            wire={wire_key: index},
+            method_of={wire_key: entry.method},
+            writes=not entry.read,
+            keys=(entry.key,),
+            params=params,
         )
 
     def _value(self, target: int, token: Token) -> Any:
