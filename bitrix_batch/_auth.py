@@ -165,16 +165,15 @@ def split_base_url(url: str, what: str) -> SplitResult:
     return parts
 
 
-#: Host names that are this machine (RFC 6761 ``localhost``), and ``.invalid``, which never
-#: resolves (RFC 6761 §6.4): a request for it can only go to a proxy the caller configured.
+#: Host names that are this machine (RFC 6761 ``localhost``).
 _LOCAL_NAMES = ("localhost",)
-_LOCAL_SUFFIXES = (".localhost", ".invalid")
+_LOCAL_SUFFIXES = (".localhost",)
 
 
 def is_loopback_host(host: str) -> bool:
-    """Whether plain http to `host` stays on this machine (or cannot go anywhere)."""
+    """Whether plain http to `host` stays on this machine."""
     host = host.lower().rstrip(".")
-    if host in _LOCAL_NAMES or host.endswith(_LOCAL_SUFFIXES) or host == "invalid":
+    if host in _LOCAL_NAMES or host.endswith(_LOCAL_SUFFIXES):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

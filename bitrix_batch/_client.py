@@ -53,7 +53,7 @@ from ._events import (
     RetryScheduled,
 )
 from ._intake import DEFAULT_LOOKBACK, DEFAULT_WINDOW, Intake, is_stream
-from ._logs import protect_logs
+from ._logs import mask_exception_chain, protect_logs
 from ._loops import current_loop
 from ._methods import MethodPolicy
 from ._network import wrong_address
@@ -892,6 +892,9 @@ class BitrixClient:
                     number = attempt.retry_state.attempt_number
                     return await self._post_once(method, params, also, gate, number)
         except httpx.HTTPError as exc:
+            # It stays the cause (it decides whether the call may have run), masked: a
+            # printed traceback shows its text, and the chain below it.
+            mask_exception_chain(exc, self._creds.secrets)
             hint = wrong_address(exc)
             check = f"; {hint}" if hint else ""
             error = TransportError(

@@ -1081,7 +1081,31 @@ def render_direct(entry: Entry, resolve: Callable[[Token], Any]) -> dict[str, An
 
     command = _render(entry, client_side, batch=False)
     query = command.partition("?")[2]
-    return parse_str(query, max_nesting=entry.limits.max_nesting) if query else {}
+    params = parse_str(query, max_nesting=entry.limits.max_nesting) if query else {}
+    if not _strict_unicode(params):
+        # Bytes that are not UTF-8 (a server's value spliced in) survive a form body, not JSON.
+        raise Unresolved(
+            "a referenced value holds bytes that are not valid UTF-8, which cannot be sent"
+            " intact in a direct call"
+        )
+    return params
+
+
+def _strict_unicode(value: Any) -> bool:
+    """Whether every string in a parse_str result encodes as UTF-8 (no surrogates)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii():
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+    return True
 
 
 def _render(entry: Entry, resolve: Resolver, batch: bool = True) -> str:
@@ -1160,7 +1184,15 @@ def _fill(
             # The substituted text reads as a reference to the server, which would substitute
             # it again; a command string has no way to escape it.
             raise Unresolved("the substituted value contains text the server reads as $result")
-        append_pairs(hole.name, value, pairs)
+        try:
+            append_pairs(hole.name, value, pairs)
+        except UnicodeEncodeError:
+            # A lone surrogate (an emoji cut in half by the server's escape): no bytes of ours
+            # would be the server's, so the value cannot be spliced as it would splice it.
+            raise Unresolved(
+                "the referenced value holds text that is not valid Unicode (a lone surrogate),"
+                " which cannot be sent intact"
+            ) from None
     query = "&".join(pairs)
     limit = limits.max_input_vars
     if limit is not None and query and query.count("&") >= limit:

@@ -64,11 +64,12 @@ __all__ = [
 class BitrixBatchError(Exception):
     """The base of every exception raised by bitrix_batch.
 
-    `attempts` is how many times the HTTP call behind it was made (retries included), and
-    `may_have_run` is true when one of those attempts may have reached the server and run.
+    `attempts` is how many times the HTTP call behind it was made (retries included): 0 for
+    an error no HTTP call is behind (bad input, a journal, a closed client). `may_have_run` is
+    true when one of those attempts may have reached the server and run.
     """
 
-    attempts: int = 1
+    attempts: int = 0
     may_have_run: bool = False
 
 
@@ -151,6 +152,8 @@ class DependencyCycleError(PlanError):
 class TransportError(BitrixBatchError):
     """No usable HTTP response: the connection failed or timed out (after any retries)."""
 
+    attempts = 1  # an HTTP call is behind it (the client sets the real count)
+
     def __init__(self, message: str, *, method: str | None = None) -> None:
         self.method = method
         super().__init__(message if method is None else f"{method}: {message}")
@@ -167,6 +170,8 @@ class JournalError(BitrixBatchError):
 
 class InvalidResponseError(BitrixBatchError):
     """The server answered with something that is not Bitrix24 JSON, e.g. an HTML error page."""
+
+    attempts = 1  # an HTTP call is behind it (the client sets the real count)
 
     def __init__(
         self, status_code: int, reason: str, *, method: str | None = None, body: str = ""
@@ -185,6 +190,8 @@ class APIError(BitrixBatchError):
     `.code` is the stable thing to match on (e.g. ``"ERROR_METHOD_NOT_FOUND"``); it may be the
     empty string, which legacy Bitrix24 methods use.
     """
+
+    attempts = 1  # an HTTP call is behind it (the client sets the real count)
 
     def __init__(
         self,

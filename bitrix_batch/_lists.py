@@ -805,7 +805,7 @@ def _control_keys(
         return {}, {}
     if not isinstance(params, Mapping):
         raise InvalidCommandError(
-            None, method, f"params must be a mapping, not {type(params).__name__}"
+            None, method, f"the parameters must be a mapping, not {type(params).__name__}"
         )
     names: dict[str, str] = {}
     rest: dict[str, Any] = {}

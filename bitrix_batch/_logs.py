@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-__all__ = ["mask", "protect_logs", "secret_variants"]
+__all__ = ["mask", "mask_exception_chain", "protect_logs", "secret_variants"]
 
 #: The loggers whose records (and whose children's records) are masked.
 _LOGGERS = ("httpx", "httpcore", "h2", "hpack", "bitrix_batch")
@@ -84,6 +84,22 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     key = secrets if isinstance(secrets, frozenset) else frozenset(s for s in secrets if s)
     pattern = _pattern(key)
     return text if pattern is None else pattern.sub("***", text)
+
+
+def mask_exception_chain(exc: BaseException, secrets: Iterable[str]) -> None:
+    """Mask every secret in the messages of `exc` and of the exceptions it was raised from
+    (``__cause__`` and ``__context__``), in place: a printed traceback shows them all, and a
+    transport's error may quote the URL it could not reach."""
+    secrets = frozenset(secrets)
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if node.args and any(isinstance(a, str) for a in node.args):
+            masked = tuple(mask(a, secrets) if isinstance(a, str) else a for a in node.args)
+            if masked != node.args:
+                node.args = masked
+        node = node.__cause__ or node.__context__
 
 
 def mask_value(value: Any, secrets: Iterable[str], depth: int = 0) -> Any:

@@ -20,14 +20,19 @@ from bitrix_batch import (
     BitrixClient,
     CommandErrors,
     InvalidResponseError,
+    Literal,
     OAuth,
+    Ref,
     RetryPolicy,
     SkipReason,
     Status,
+    TransportError,
 )
 from bitrix_batch._auth import Webhook
+from bitrix_batch._commands import Unresolved, parse_commands, render_direct
 from bitrix_batch._errors import RedirectError
 from bitrix_batch._logs import protect_logs
+from bitrix_batch._methods import MethodPolicy
 from bitrix_batch._response import as_float, as_int
 from tests.fake_bitrix import WEBHOOK, FakeBitrix, store
 from tests.fake_clock import FakeClock
@@ -279,7 +284,11 @@ async def test_a_relative_redirect_names_the_portal_itself() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://portal.example/rest/1/c0de/", "http://10.0.0.5:8080/rest/1/c0de/"],
+    [
+        "http://portal.example/rest/1/c0de/",
+        "http://10.0.0.5:8080/rest/1/c0de/",
+        "http://portal.invalid/rest/1/c0de/",  # only a proxy could take it: still plain
+    ],
 )
 def test_plain_http_to_another_machine_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="plain http://") as info:
@@ -489,3 +498,74 @@ async def test_a_side_map_of_the_wrong_type_keeps_the_results() -> None:
     async with client_for(fake) as client:
         result = await client.batch([("crm.lead.add", {}), ("crm.lead.add", {})])
     assert result.result == {0: 1, 1: 2}
+
+
+@pytest.mark.parametrize("body", ["json", "form"])
+async def test_a_lone_surrogate_in_a_result_skips_the_write_that_would_splice_it(
+    body: str,
+) -> None:
+    """A result with half an emoji (``"\\ud83d"``, as a server's escape may cut it) cannot be
+    spliced as the server would: the write using it is skipped with the reason, nothing is
+    sent garbled, the read's own result is kept."""
+    fake = FakeBitrix()
+    answer = {"result": {"result": {"a": {"TITLE": "cut \ud83d"}}, "result_error": []}}
+    # json.dumps escapes it as the server would (httpx's own encoder refuses it).
+    fake.script.append(httpx.Response(200, content=json.dumps(answer).encode()))
+    fake.methods["crm.lead.update"] = lambda p: True
+    async with client_for(fake, body=body) as client:
+        result = await client.batch(
+            {
+                "a": ("crm.lead.get", {"id": 1}),
+                "w": ("crm.lead.update", {"id": 1, "fields": {"TITLE": Ref("a")["TITLE"]}}),
+                "e": ("crm.lead.update", {"id": 1, "fields": {"TITLE": Ref("a")}}),
+            }
+        )
+    assert result["a"].result == {"TITLE": "cut \ud83d"}
+    for key in ("w", "e"):
+        skip = result[key].skip
+        assert skip is not None, key
+        assert skip.reason is SkipReason.UNRESOLVED_REFERENCE
+        assert "not valid Unicode" in skip.detail
+    assert fake.sent_keys() == ["a"]
+
+
+def test_a_direct_call_refuses_bytes_that_are_not_utf8_spliced_into_it() -> None:
+    """Form bodies carry such bytes as they are; a direct call's JSON body could not."""
+    cmd = {
+        "u": "user.current",
+        "t": ("crm.lead.add", {"fields": {"TITLE": Literal("$total[u]"), "C": Ref("u")["X"]}}),
+    }
+    t = parse_commands(cmd, MethodPolicy().reads_only)[1]
+    assert t.direct
+    with pytest.raises(Unresolved, match="not valid UTF-8"):
+        render_direct(t, lambda token: "\udcff")
+    assert render_direct(t, lambda token: "ok") == {"fields": {"TITLE": "$total[u]", "C": "ok"}}
+
+
+async def test_a_transport_error_quoting_the_url_is_masked_down_the_whole_chain() -> None:
+    """The httpx error stays the cause (it decides whether the call ran) but a printed
+    traceback shows its text and the text of what it was raised from: all masked."""
+    import traceback
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        try:
+            raise OSError(f"no route to {request.url}")
+        except OSError as low:
+            raise httpx.ConnectError(f"cannot reach {request.url}", request=request) from low
+
+    clock = FakeClock()
+    async with BitrixClient(
+        WEBHOOK,
+        transport=httpx.MockTransport(refuse),
+        rate_limit=None,
+        retry=RetryPolicy.testing(),
+        clock=clock,
+        sleep=clock.sleep,
+        wall_clock=clock.wall,
+    ) as client:
+        with pytest.raises(TransportError) as info:
+            await client.call("crm.lead.get", {"id": 1})
+    printed = "".join(traceback.format_exception(info.value))
+    assert "ConnectError" in printed  # the chain is kept
+    assert "no route to" in printed
+    assert CODE not in printed

@@ -408,3 +408,10 @@ def test_messages_without_a_command_read_well() -> None:
     with pytest.raises(InvalidCommandError) as pkey:
         parse_commands({"a": ("crm.lead.add", {"fields": {1.5: "x"}})}, READS)
     assert "parameter key 1.5 at [fields] is a float" in str(pkey.value)
+
+
+def test_errors_before_any_request_report_no_attempt() -> None:
+    with pytest.raises(PlanError) as info:
+        parse_commands({"a": ("crm.lead.add", {"x": nested(100)})}, READS)
+    assert info.value.attempts == 0
+    assert not info.value.may_have_run
