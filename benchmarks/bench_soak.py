@@ -6,11 +6,15 @@
 The job is groups of four commands: an add (a unique title), an update of that lead by
 reference, a get of it by reference, and a list filtered on its title. The emulator (in
 process, limits off) injects seeded faults: 503s and HTML 5xx pages before running, dropped
-connections before and after running, HTML 500s after running (the ambiguous case), and
-access tokens that expire every few answers. The audit then compares the emulator's own
+connections before and after running, HTML 500s after running (the ambiguous case), answers
+slower than the client's deadline (they ran; their answer is lost), and access tokens that
+expire every few answers. A transport in front of it adds 429 ``OPERATION_TIME_LIMIT``
+refusals: of a whole batch (nothing ran), and of single commands inside a batch (the update
+of that request is refused, as a portal refuses a method over its budget, and the rest run);
+holds are scaled down to a twentieth of a second. The audit then compares the emulator's own
 write counters with what the client reported:
 
-- **duplicates**: adds with the same fields stored twice (must be 0);
+- **duplicates**: adds with the same fields stored twice, updates applied twice (must be 0);
 - **silent losses**: a command reported ok whose write is not there, or a command reported
   not run whose write is (must be 0);
 - **accounted**: every command has exactly one outcome;
@@ -28,7 +32,15 @@ from typing import Any
 import anyio
 import httpx
 
-from bitrix_batch import BitrixClient, CommandInput, OAuth, Ref, RetryPolicy, Status
+from bitrix_batch import (
+    BitrixClient,
+    CommandInput,
+    OAuth,
+    OperatingBudget,
+    Ref,
+    RetryPolicy,
+    Status,
+)
 from bitrix_batch.emulator import Emulator, EmulatorConfig, FaultConfig
 
 __all__ = ["audit", "main", "soak"]
@@ -45,27 +57,82 @@ def faults(seed: int) -> FaultConfig:
         drop_before_run=0.03,
         fail_after_run=0.03,
         drop_after_run=0.03,
+        slow=0.01,
+        slow_seconds=SLOW_SECONDS,
     )
 
 
-class _ExpiringTokens(httpx.AsyncBaseTransport):
-    """Passes requests to the emulator; every `every`-th answer expires all access tokens."""
+#: A slow answer's delay, and the client's deadline per call, which it passes.
+SLOW_SECONDS = 0.5
+DEADLINE = 0.25
+#: How often a batch is refused whole with a 429, and how often its update command alone.
+HOLD_BATCH = 0.02
+HOLD_COMMAND = 0.05
+_LIMIT_TEXT = "Method is blocked due to operation time limit."
 
-    def __init__(self, emu: Emulator, every: int) -> None:
+
+class _FaultyFront(httpx.AsyncBaseTransport):
+    """Passes requests to the emulator, adding the faults it has no knob for: every
+    `every`-th answer expires all access tokens, and seeded 429 ``OPERATION_TIME_LIMIT``
+    refusals of a whole batch or of one command inside it."""
+
+    def __init__(self, emu: Emulator, every: int, seed: int) -> None:
+        import random
+
         self.inner = httpx.ASGITransport(app=emu.app)
         self.emu = emu
         self.every = every
+        self.rng = random.Random(seed)
         self.answers = 0
         self.expiries = 0
+        self.held_batches = 0
+        self.held_commands = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if "/oauth/" in request.url.path:
+            return await self.inner.handle_async_request(request)
+        refused: str | None = None
+        if request.url.path.endswith("/batch"):
+            draw = self.rng.random()
+            if draw < HOLD_BATCH:
+                self.held_batches += 1
+                body = {"error": "OPERATION_TIME_LIMIT", "error_description": _LIMIT_TEXT}
+                return httpx.Response(429, json=body)
+            if draw < HOLD_BATCH + HOLD_COMMAND:
+                request, refused = self._without_an_update(request)
         response = await self.inner.handle_async_request(request)
-        if "/oauth/" not in request.url.path:
-            self.answers += 1
-            if self.answers % self.every == 0:
-                self.emu.expire_access_tokens()
-                self.expiries += 1
+        self.answers += 1
+        if self.answers % self.every == 0:
+            self.emu.expire_access_tokens()
+            self.expiries += 1
+        if refused is not None and response.status_code == 200:
+            response = await self._refusing(response, refused)
         return response
+
+    def _without_an_update(self, request: httpx.Request) -> tuple[httpx.Request, str | None]:
+        """The request with its first update taken out, and that update's key."""
+        payload = json.loads(request.content)
+        cmd = payload.get("cmd") or {}
+        key = next((k for k, v in cmd.items() if v.startswith("crm.lead.update")), None)
+        if key is None:
+            return request, None
+        del cmd[key]
+        self.held_commands += 1
+        content = json.dumps(payload).encode()
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        return httpx.Request("POST", request.url, content=content, headers=headers), key
+
+    @staticmethod
+    async def _refusing(response: httpx.Response, key: str) -> httpx.Response:
+        """The answer with `key` refused as the portal refuses a method over its budget."""
+        body = json.loads(await response.aread())
+        inner = body.get("result")
+        if not isinstance(inner, dict):
+            return httpx.Response(200, json=body)
+        errors = inner.get("result_error") or {}
+        errors[key] = {"error": "OPERATION_TIME_LIMIT", "error_description": _LIMIT_TEXT}
+        inner["result_error"] = errors
+        return httpx.Response(200, json=body)
 
 
 def job(groups: int) -> dict[str, CommandInput]:
@@ -102,13 +169,17 @@ async def soak(commands: int = 20_000, seed: int = 0, expire_every: int = 7) -> 
         client_secret=emu.config.oauth_client_secret,
         oauth_url="http://testserver/oauth/token/",
     )
-    transport = _ExpiringTokens(emu, expire_every)
+    transport = _FaultyFront(emu, expire_every, seed)
     cmd = job(groups)
     started = time.perf_counter()
+    # Holds scaled down: a 429 without a reset time holds the method 0.05 s, not 300 s.
+    budget = OperatingBudget(default_block=0.05, default_hold=0.05)
     async with BitrixClient(
         creds,
         transport=transport,
         rate_limit=None,
+        operating_budget=budget,
+        deadline=DEADLINE,
         max_concurrency=8,
         retry=RetryPolicy.testing(attempts=8),
     ) as client:
@@ -120,7 +191,11 @@ async def soak(commands: int = 20_000, seed: int = 0, expire_every: int = 7) -> 
             "commands": len(cmd),
             "seconds": round(seconds, 2),
             "requests": emu.stats.requests,
-            "faults_injected": dict(emu.stats.faults),
+            "faults_injected": {
+                **emu.stats.faults,
+                "held_batch_429": transport.held_batches,
+                "held_command_429": transport.held_commands,
+            },
             "token_expiries": transport.expiries,
             "oauth_refreshes": emu.stats.oauth_refreshes,
             "seed": seed,
@@ -148,6 +223,10 @@ def audit(emu: Emulator, groups: int, result: Any) -> dict[str, Any]:
         if add.status is not Status.OK and upd.status is not Status.SKIPPED:
             problems.append(f"upd{i}: sent although add{i} is {add.status.value}")
         updated = bool(rows) and rows[0].get("COMMENTS") == f"updated {i}"
+        if rows:
+            times = emu.stats.writes_of("lead", int(rows[0]["ID"])).get("update", 0)
+            if times > 1:  # a refused or lost update must never be applied twice
+                problems.append(f"upd{i}: applied {times} times")
         if upd.status is Status.OK and not updated:
             problems.append(f"upd{i}: reported ok, not applied")
         if upd.status in (Status.SKIPPED, Status.FAILED) and updated:
