@@ -56,7 +56,7 @@ from ._intake import DEFAULT_LOOKBACK, DEFAULT_WINDOW, Intake, is_stream
 from ._logs import mask_exception_chain, protect_logs
 from ._loops import current_loop
 from ._methods import MethodPolicy
-from ._network import wrong_address
+from ._network import never_reached, wrong_address
 from ._oauth import OAuth
 from ._planner import MAX_BATCH, Plan, plan
 from ._record import Recorder
@@ -83,6 +83,9 @@ _HEADERS = {"Accept": "application/json", "User-Agent": f"bitrix_batch/{__versio
 
 #: Seconds to open a connection: an address that answers nothing should fail fast.
 _CONNECT_TIMEOUT = 10.0
+#: Connections timed out in a row, with no answer ever from the portal, after which a call
+#: gives up: the address is most likely wrong (a busy network has answered before).
+_UNREACHED_ATTEMPTS = 2
 
 #: How often one call renews an access token that keeps expiring before its replay lands,
 #: and how often it replays in all (taking up tokens other requests renewed).
@@ -258,6 +261,7 @@ class BitrixClient:
         self._wall_clock = wall_clock
         self._announced: dict[str, float] = {}  # holds reported as events, by method
         self._loop: object | None = None  # the event loop this client's connections live in
+        self._answered = False  # whether the portal has ever answered (any status)
         self._closed = False  # aclose() closed our own pool; the next call opens another
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -857,11 +861,17 @@ class BitrixClient:
         started = clock()
         maybe_ran = False  # whether any attempt so far may have run on the server
 
+        unreached = 0  # connections of this call that timed out before any answer
+
         def may_retry(exc: BaseException) -> bool:
-            nonlocal maybe_ran
+            nonlocal maybe_ran, unreached
             ran, transient = classify(exc)
             if transient and wrong_address(exc) is not None:
                 return False  # a name that does not resolve, a port nobody listens on
+            if transient and not self._answered and never_reached(exc):
+                unreached += 1
+                if unreached >= _UNREACHED_ATTEMPTS:
+                    return False  # the portal never answered: most likely a wrong address
             maybe_ran = maybe_ran or ran == "unknown"
             if not transient:
                 return False
@@ -896,6 +906,11 @@ class BitrixClient:
             # printed traceback shows its text, and the chain below it.
             mask_exception_chain(exc, self._creds.secrets)
             hint = wrong_address(exc)
+            if hint is None and unreached >= _UNREACHED_ATTEMPTS:
+                hint = (
+                    "the portal's address never answered: check the URL's host, and any"
+                    " firewall or proxy on the way"
+                )
             check = f"; {hint}" if hint else ""
             error = TransportError(
                 f"{self._describe(exc)}{check}; gave up after {tried()}", method=method
@@ -1024,6 +1039,7 @@ class BitrixClient:
         url = self._creds.endpoint(method)
         try:
             status, headers, data = await self._exchange(url, content, ctype)
+            self._answered = True
         except httpx.HTTPError as exc:
             self._emit(RequestFailed(method, self._describe(exc)))
             raise

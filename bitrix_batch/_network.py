@@ -6,9 +6,15 @@ network needs the socket module's error types.
 
 from __future__ import annotations
 
+import errno
 import socket
 
-__all__ = ["wrong_address"]
+import httpx
+
+__all__ = ["never_reached", "wrong_address"]
+
+#: A route to the host does not exist: nothing on the way will make it appear by retrying.
+_NO_ROUTE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH})
 
 
 def wrong_address(exc: BaseException) -> str | None:
@@ -29,7 +35,25 @@ def wrong_address(exc: BaseException) -> str | None:
             return "the portal's host name does not resolve: check the URL's domain"
         if isinstance(cause, ConnectionRefusedError):
             return "nothing listens at the portal's address: check the URL's host and port"
+        if isinstance(cause, OSError) and cause.errno in _NO_ROUTE:
+            return "there is no route to the portal's host: check the URL's host"
         if isinstance(cause, BaseExceptionGroup):
             todo.extend(cause.exceptions)
         todo.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
     return None
+
+
+def never_reached(exc: BaseException) -> bool:
+    """Whether `exc` is a connection that timed out before any answer (``ConnectTimeout``).
+
+    From a client that has never had an answer from its portal, a second one in a row means an
+    address that swallows packets (a wrong or unroutable host, a firewall), not a busy network.
+    """
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, httpx.ConnectTimeout):
+            return True
+        node = node.__cause__
+    return False

@@ -13,9 +13,11 @@ import httpx
 import pytest
 
 from bitrix_batch import BitrixClient, Ref, RetryPolicy, SkipReason, Status, TransportError
+from bitrix_batch._network import wrong_address
 from bitrix_batch.emulator import Emulator, EmulatorConfig
 from tests.emulator_support import oauth_for
 from tests.fake_bitrix import WEBHOOK, Fail, FakeBitrix
+from tests.fake_clock import FakeClock
 
 
 def writes() -> FakeBitrix:
@@ -128,6 +130,62 @@ async def test_a_host_name_that_does_not_resolve_fails_at_once() -> None:
         with pytest.raises(TransportError, match="does not resolve") as caught:
             await client.call("user.current")
     assert caught.value.attempts == 1
+
+
+def _timing_out(answer_first: bool = False) -> tuple[Any, list[int]]:
+    """A transport whose connections time out (after one good answer, if asked)."""
+    tries: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        tries.append(1)
+        if answer_first and len(tries) == 1:
+            return httpx.Response(200, json={"result": {"ID": "1"}})
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    return httpx.MockTransport(handler), tries
+
+
+async def test_a_host_that_never_answers_fails_after_two_connect_timeouts() -> None:
+    """An unroutable or firewalled address swallows packets: two connect timeouts in a row
+    from a portal that never answered stop the call, with a message saying what to check."""
+    clock = FakeClock()
+    transport, tries = _timing_out()
+    async with BitrixClient(
+        WEBHOOK, transport=transport, clock=clock, sleep=clock.sleep, wall_clock=clock.wall
+    ) as client:
+        with pytest.raises(TransportError, match="never answered") as caught:
+            await client.call("user.current")
+    assert caught.value.attempts == 2
+    assert len(tries) == 2
+
+
+async def test_connect_timeouts_after_the_portal_answered_are_retried_as_transient() -> None:
+    """Once the portal has answered, a connect timeout is a busy network: the policy's
+    attempts apply."""
+    clock = FakeClock()
+    transport, tries = _timing_out(answer_first=True)
+    async with BitrixClient(
+        WEBHOOK,
+        transport=transport,
+        clock=clock,
+        sleep=clock.sleep,
+        wall_clock=clock.wall,
+        retry=RetryPolicy(attempts=5, wait_jitter=0.0),
+    ) as client:
+        assert await client.call("user.current") == {"ID": "1"}
+        with pytest.raises(TransportError) as caught:
+            await client.call("user.current")
+    assert caught.value.attempts == 5
+    assert len(tries) == 6
+    assert "never answered" not in str(caught.value)
+
+
+def test_no_route_to_the_host_is_a_wrong_address() -> None:
+    import errno
+
+    exc = httpx.ConnectError("cannot connect")
+    exc.__cause__ = OSError(errno.EHOSTUNREACH, "No route to host")
+    assert wrong_address(exc) == "there is no route to the portal's host: check the URL's host"
 
 
 async def test_an_answer_dripped_slowly_is_cut_at_the_deadline() -> None:
