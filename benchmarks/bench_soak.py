@@ -9,7 +9,7 @@ process, limits off) injects seeded faults: 503s and HTML 5xx pages before runni
 connections before and after running, HTML 500s after running (the ambiguous case), answers
 slower than the client's deadline (they ran; their answer is lost), and access tokens that
 expire every few answers. A transport in front of it adds 429 ``OPERATION_TIME_LIMIT``
-refusals: of a whole batch (nothing ran), and of single commands inside a batch (the update
+refusals: of a whole call (nothing ran), and of single commands inside a batch (the update
 of that request is refused, as a portal refuses a method over its budget, and the rest run);
 holds are scaled down to a twentieth of a second. The audit then compares the emulator's own
 write counters with what the client reported:
@@ -35,6 +35,7 @@ import httpx
 from bitrix_batch import (
     BitrixClient,
     CommandInput,
+    Literal,
     OAuth,
     OperatingBudget,
     Ref,
@@ -51,7 +52,8 @@ def faults(seed: int) -> FaultConfig:
     """Fault rates per request: enough that a 20,000-command job meets each many times."""
     return FaultConfig(
         seed=seed,
-        methods=frozenset({"batch"}),
+        # Direct calls too: the commands holding Literal text (see `job`).
+        methods=frozenset({"batch", "crm.lead.add", "crm.lead.list"}),
         unavailable_503=0.04,
         html_5xx=0.03,
         drop_before_run=0.03,
@@ -65,8 +67,9 @@ def faults(seed: int) -> FaultConfig:
 #: A slow answer's delay, and the client's deadline per call, which it passes.
 SLOW_SECONDS = 0.5
 DEADLINE = 0.25
-#: How often a batch is refused whole with a 429, and how often its update command alone.
-HOLD_BATCH = 0.02
+#: How often a call (a batch or a direct call) is refused whole with a 429, and how often
+#: the update inside a batch alone.
+HOLD_CALL = 0.02
 HOLD_COMMAND = 0.05
 _LIMIT_TEXT = "Method is blocked due to operation time limit."
 
@@ -85,21 +88,20 @@ class _FaultyFront(httpx.AsyncBaseTransport):
         self.rng = random.Random(seed)
         self.answers = 0
         self.expiries = 0
-        self.held_batches = 0
+        self.held_calls = 0
         self.held_commands = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if "/oauth/" in request.url.path:
             return await self.inner.handle_async_request(request)
         refused: str | None = None
-        if request.url.path.endswith("/batch"):
-            draw = self.rng.random()
-            if draw < HOLD_BATCH:
-                self.held_batches += 1
-                body = {"error": "OPERATION_TIME_LIMIT", "error_description": _LIMIT_TEXT}
-                return httpx.Response(429, json=body)
-            if draw < HOLD_BATCH + HOLD_COMMAND:
-                request, refused = self._without_an_update(request)
+        draw = self.rng.random()
+        if draw < HOLD_CALL:  # a batch, or a direct call, refused whole: nothing ran
+            self.held_calls += 1
+            body = {"error": "OPERATION_TIME_LIMIT", "error_description": _LIMIT_TEXT}
+            return httpx.Response(429, json=body)
+        if draw < HOLD_CALL + HOLD_COMMAND and request.url.path.endswith("/batch"):
+            request, refused = self._without_an_update(request)
         response = await self.inner.handle_async_request(request)
         self.answers += 1
         if self.answers % self.every == 0:
@@ -135,11 +137,23 @@ class _FaultyFront(httpx.AsyncBaseTransport):
         return httpx.Response(200, json=body)
 
 
+#: Every this many groups, the title holds text the server would read as a reference: as
+#: `Literal` text, its add and its list go as direct calls of their own (planner Rule 7).
+LITERAL_EVERY = 100
+
+
+def title_of(i: int) -> str:
+    """The unique title of group `i`."""
+    return f"soak-{i} costs $total[x]" if i % LITERAL_EVERY == 0 else f"soak-{i}"
+
+
 def job(groups: int) -> dict[str, CommandInput]:
     """`groups` groups of (add, update by reference, get by reference, list by title)."""
     cmd: dict[str, CommandInput] = {}
     for i in range(groups):
-        title = f"soak-{i}"
+        title: str | Literal = title_of(i)
+        if i % LITERAL_EVERY == 0:
+            title = Literal(title_of(i))
         cmd[f"add{i}"] = ("crm.lead.add", {"fields": {"TITLE": title}})
         cmd[f"upd{i}"] = (
             "crm.lead.update",
@@ -193,7 +207,7 @@ async def soak(commands: int = 20_000, seed: int = 0, expire_every: int = 7) -> 
             "requests": emu.stats.requests,
             "faults_injected": {
                 **emu.stats.faults,
-                "held_batch_429": transport.held_batches,
+                "held_call_429": transport.held_calls,
                 "held_command_429": transport.held_commands,
             },
             "token_expiries": transport.expiries,
@@ -213,7 +227,7 @@ def audit(emu: Emulator, groups: int, result: Any) -> dict[str, Any]:
     problems: list[str] = []
     for i in range(groups):
         add, upd = result[f"add{i}"], result[f"upd{i}"]
-        rows = stored.get(f"soak-{i}", [])
+        rows = stored.get(title_of(i), [])
         if len(rows) > 1:
             problems.append(f"add{i}: stored {len(rows)} times")
         if add.status is Status.OK and (len(rows) != 1 or int(rows[0]["ID"]) != int(add.result)):

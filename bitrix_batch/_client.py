@@ -258,6 +258,7 @@ class BitrixClient:
         self._body = body
         self._on_event = on_event
         self._limits = limits
+        self._input_vars = (limits or ServerLimits()).max_input_vars
         self._wall_clock = wall_clock
         self._announced: dict[str, float] = {}  # holds reported as events, by method
         self._loop: object | None = None  # the event loop this client's connections live in
@@ -679,7 +680,11 @@ class BitrixClient:
                 if (
                     isinstance(exc, AuthError | RedirectError)
                     or (isinstance(exc, APIError) and exc.status_code in (400, 403, 404))
-                    or (isinstance(exc, TransportError) and wrong_address(exc) is not None)
+                    or (
+                        isinstance(exc, TransportError)
+                        and not self._answered
+                        and wrong_address(exc) is not None
+                    )
                 ):
                     stop(exc)  # every further call would fail the same way
             except Exception as exc:  # not ours: a callback's error or a bug; stop the job
@@ -827,9 +832,17 @@ class BitrixClient:
         ((wire_key, _),) = request.wire.items()
         method = request.method_of[wire_key]
         try:
-            body = await self._post(method, request.params, read=not request.writes, gate=gate)
+            # `also`: a hold that began after it was built hands it back, to be parked,
+            # instead of sleeping out the hold in a concurrency slot.
+            body = await self._post(
+                method,
+                request.params,
+                read=not request.writes,
+                also=request.methods,
+                gate=gate,
+            )
         except APIError as exc:
-            if type(exc) is not APIError or not 400 <= exc.status_code < 500:
+            if not _is_command_refusal(exc):
                 raise
             error = {"error": exc.code, "error_description": exc.description, **exc.extra}
             return BatchSections({}, {wire_key: error}, {}, {}, {}, {})
@@ -866,8 +879,11 @@ class BitrixClient:
         def may_retry(exc: BaseException) -> bool:
             nonlocal maybe_ran, unreached
             ran, transient = classify(exc)
-            if transient and wrong_address(exc) is not None:
-                return False  # a name that does not resolve, a port nobody listens on
+            if transient and not self._answered and wrong_address(exc) is not None:
+                # A name that does not resolve, a port nobody listens on, no route: from a
+                # portal that never answered, the address is wrong. Once it has answered, the
+                # same errors are a restart or a network flap, and retried.
+                return False
             if transient and not self._answered and never_reached(exc):
                 unreached += 1
                 if unreached >= _UNREACHED_ATTEMPTS:
@@ -905,7 +921,7 @@ class BitrixClient:
             # It stays the cause (it decides whether the call may have run), masked: a
             # printed traceback shows its text, and the chain below it.
             mask_exception_chain(exc, self._creds.secrets)
-            hint = wrong_address(exc)
+            hint = None if self._answered else wrong_address(exc)
             if hint is None and unreached >= _UNREACHED_ATTEMPTS:
                 hint = (
                     "the portal's address never answered: check the URL's host, and any"
@@ -1027,12 +1043,17 @@ class BitrixClient:
         self._check_holds(also)
         if gate is not None:
             gate()
-        if self._body == "json":
+        query = http_build_query(params) if self._body == "form" else None
+        limit = self._input_vars
+        if query is not None and (limit is None or query.count("&") < limit):
+            content = query.encode("ascii")
+            ctype = "application/x-www-form-urlencoded"
+        else:
+            # JSON, also for a form body that would pass max_input_vars (the access token is
+            # one value more than the command was checked with): PHP would cut the values
+            # past it, the token last, and PHP does not count the values of a JSON body.
             content = json.dumps(params, ensure_ascii=False).encode()
             ctype = "application/json"
-        else:
-            content = http_build_query(params).encode("ascii")
-            ctype = "application/x-www-form-urlencoded"
         commands = len(params.get("cmd") or ()) if method == "batch" else 1
         self._emit(RequestSent(method, commands, attempt))
         sent = self._clock()
@@ -1105,6 +1126,16 @@ class BitrixClient:
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return redact(text, self._creds.secrets)
+
+
+def _is_command_refusal(exc: APIError) -> bool:
+    """Whether a direct call's error is the method's refusal of this one command, as it
+    would be inside a batch: a JSON error with a 4xx status (``NOT_FOUND``, ``ACCESS_DENIED``,
+    a method outside the token's scope), not one about the call as a whole (credentials,
+    limits, redirects)."""
+    if type(exc) is APIError:
+        return 400 <= exc.status_code < 500
+    return isinstance(exc, AuthError) and exc.code.lower() == "insufficient_scope"
 
 
 def _describe_event(event: Event) -> str:

@@ -64,9 +64,11 @@ __all__ = [
 class BitrixBatchError(Exception):
     """The base of every exception raised by bitrix_batch.
 
-    `attempts` is how many times the HTTP call behind it was made (retries included): 0 for
-    an error no HTTP call is behind (bad input, a journal, a closed client). `may_have_run` is
-    true when one of those attempts may have reached the server and run.
+    `attempts`, on an error raised from an HTTP call (`TransportError`, `InvalidResponseError`,
+    `APIError` and its kinds), is how many times that call was made, retries included; it is 0
+    on every other error: bad input, a journal, a closed client, and the per-command errors
+    stored in results (`CommandError`, `OutcomeUnknownError`). `may_have_run` is true when one
+    of those attempts may have reached the server and run.
     """
 
     attempts: int = 0

@@ -87,19 +87,36 @@ def mask(text: str, secrets: Iterable[str]) -> str:
 
 
 def mask_exception_chain(exc: BaseException, secrets: Iterable[str]) -> None:
-    """Mask every secret in the messages of `exc` and of the exceptions it was raised from
-    (``__cause__`` and ``__context__``), in place: a printed traceback shows them all, and a
+    """Mask every secret in the text of `exc` and of every exception a printed traceback of
+    it shows (``__cause__``, ``__context__``, the members of exception groups), in place: a
     transport's error may quote the URL it could not reach."""
     secrets = frozenset(secrets)
     seen: set[int] = set()
-    node: BaseException | None = exc
-    while node is not None and id(node) not in seen:
+    todo: list[BaseException] = [exc]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
         seen.add(id(node))
-        if node.args and any(isinstance(a, str) for a in node.args):
-            masked = tuple(mask(a, secrets) if isinstance(a, str) else a for a in node.args)
-            if masked != node.args:
-                node.args = masked
-        node = node.__cause__ or node.__context__
+        _mask_exception(node, secrets)
+        todo.extend(c for c in (node.__cause__, node.__context__) if c is not None)
+        if isinstance(node, BaseExceptionGroup):
+            todo.extend(node.exceptions)
+
+
+def _mask_exception(exc: BaseException, secrets: frozenset[str]) -> None:
+    if any(isinstance(a, str) for a in exc.args):
+        masked = tuple(mask(a, secrets) if isinstance(a, str) else a for a in exc.args)
+        if masked != exc.args:
+            exc.args = masked
+    if isinstance(exc, OSError):  # its text comes from these, not from args
+        for name in ("strerror", "filename", "filename2"):
+            value = getattr(exc, name, None)
+            if isinstance(value, str) and (masked_text := mask(value, secrets)) != value:
+                setattr(exc, name, masked_text)
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [mask(n, secrets) if isinstance(n, str) else n for n in notes]
 
 
 def mask_value(value: Any, secrets: Iterable[str], depth: int = 0) -> Any:

@@ -18,7 +18,7 @@ FAULTS = {
     "fail_after_run",
     "drop_after_run",
     "slow",
-    "held_batch_429",
+    "held_call_429",
     "held_command_429",
 }
 

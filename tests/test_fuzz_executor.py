@@ -19,7 +19,7 @@ import anyio
 import httpx
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bitrix_batch import BitrixBatchError, BitrixClient, Ref, RetryPolicy, Status
+from bitrix_batch import BitrixBatchError, BitrixClient, Literal, Ref, RetryPolicy, Status
 from tests.fake_bitrix import WEBHOOK, FakeBitrix
 from tests.fake_clock import FakeClock
 from tests.test_fuzz_answers import JSON, encoded
@@ -38,10 +38,13 @@ BODIES = st.one_of(st.binary(max_size=64), JSON.map(encoded))
 
 
 def job() -> dict[str, Any]:
-    """Adds, updates of them (writes by reference) and gets of them (reads by reference)."""
+    """Adds, updates of them (writes by reference) and gets of them (reads by reference);
+    every fifth add holds `Literal` text the server would substitute, so it goes as a direct
+    call (planner Rule 7)."""
     cmd: dict[str, Any] = {}
     for i in range(ADDS):
-        cmd[f"add{i}"] = ("crm.lead.add", {"fields": {"TITLE": f"add{i}"}})
+        extra = {"COMMENTS": Literal("Price $total[x] incl. VAT")} if i % 5 == 0 else {}
+        cmd[f"add{i}"] = ("crm.lead.add", {"fields": {"TITLE": f"add{i}", **extra}})
     for i in range(0, ADDS, 2):
         cmd[f"upd{i}"] = ("crm.lead.update", {"id": Ref(f"add{i}"), "fields": {"C": f"upd{i}"}})
         cmd[f"get{i}"] = ("crm.lead.get", {"id": Ref(f"add{i}")})
@@ -85,12 +88,17 @@ class Server:
         if mode == "drop_before":
             raise httpx.ConnectError("refused", request=request)
         payload = json.loads(request.content)
-        body = self.fake.run_batch(payload)
+        method = request.url.path.rsplit("/", 1)[-1]
+        if method == "batch":
+            body = self.fake.run_batch(payload)
+        else:  # a direct call: nothing substituted, the text arrives as written
+            assert payload["fields"]["COMMENTS"] == "Price $total[x] incl. VAT"
+            body = {"result": self.fake.methods[method](payload), "time": {"operating": 0}}
         if mode == "garbage_after":
             return httpx.Response(draw(AFTER_STATUSES), content=draw(BODIES))
         if mode == "drop_after":
             raise httpx.ReadTimeout("lost", request=request)
-        if mode == "partial":
+        if mode == "partial" and method == "batch":
             inner = body["result"]
             for name in ("result", "result_total", "result_next", "result_time"):
                 section = inner[name] if isinstance(inner[name], dict) else {}

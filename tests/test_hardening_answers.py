@@ -569,3 +569,35 @@ async def test_a_transport_error_quoting_the_url_is_masked_down_the_whole_chain(
     assert "ConnectError" in printed  # the chain is kept
     assert "no route to" in printed
     assert CODE not in printed
+
+
+async def test_masking_reaches_exception_groups_os_error_fields_and_contexts() -> None:
+    import traceback
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        group = ExceptionGroup("attempts", [OSError(f"cannot reach {request.url}")])
+        named = OSError(2, f"refused by {request.url}", f"/run/{CODE}.sock")
+        try:
+            try:
+                raise group
+            except ExceptionGroup:
+                raise named  # noqa: B904 - the group is its context, printed with it
+        except OSError as exc:
+            raise httpx.ConnectError("connect failed", request=request) from exc
+
+    clock = FakeClock()
+    async with BitrixClient(
+        WEBHOOK,
+        transport=httpx.MockTransport(failing),
+        rate_limit=None,
+        retry=RetryPolicy.testing(),
+        clock=clock,
+        sleep=clock.sleep,
+        wall_clock=clock.wall,
+    ) as client:
+        with pytest.raises(TransportError) as info:
+            await client.call("user.current")
+    printed = "".join(traceback.format_exception(info.value))
+    assert "cannot reach" in printed
+    assert ".sock" in printed
+    assert CODE not in printed

@@ -257,3 +257,44 @@ async def test_a_portals_own_input_limits_are_checked_before_sending() -> None:
             await client.call("crm.lead.add", {"fields": fields})
         await client.batch({"small": ("crm.lead.add", {"fields": {"UF_1": 1}})})
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "low",
+    [
+        lambda: OSError(__import__("errno").EHOSTUNREACH, "No route to host"),
+        lambda: ConnectionRefusedError(111, "Connection refused"),
+        lambda: socket.gaierror(-3, "Temporary failure in name resolution"),
+    ],
+    ids=["no-route", "refused", "dns"],
+)
+async def test_a_wrong_address_error_after_the_portal_answered_is_retried(low: Any) -> None:
+    """Once the portal has answered, a refused port, a lost route or a failed lookup is a
+    restart or a network flap: retried (nothing ran), the job goes on."""
+    fake = FakeBitrix()
+    fake.methods["user.current"] = lambda p: {"ID": "1"}
+    calls: list[int] = []
+    inner = fake.transport()
+
+    async def flaky(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 2:
+            exc = httpx.ConnectError("cannot connect", request=request)
+            exc.__cause__ = low()
+            raise exc
+        return await inner.handle_async_request(request)
+
+    clock = FakeClock()
+    async with BitrixClient(
+        WEBHOOK,
+        transport=httpx.MockTransport(flaky),
+        rate_limit=None,
+        max_concurrency=1,
+        retry=RetryPolicy(attempts=3, wait_jitter=0.0),
+        clock=clock,
+        sleep=clock.sleep,
+        wall_clock=clock.wall,
+    ) as client:
+        result = await client.batch([("user.current", {})] * 150)
+    assert all(r.ok for r in result.values())
+    assert len(calls) == 4  # three batches, one of them twice

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
-from bitrix_batch import Literal, Ref, SkipReason, Status
+from bitrix_batch import BitrixClient, Literal, Ref, RetryPolicy, SkipReason, Status
 from bitrix_batch._commands import parse_commands
 from bitrix_batch._methods import MethodPolicy
 from bitrix_batch._planner import Packer, plan
 from bitrix_batch.emulator import FaultConfig
 from bitrix_batch.journal import Journal
+from tests.fake_clock import FakeClock
 from tests.test_client_emulator import client_for, emulator
 
 READS = MethodPolicy().reads_only
@@ -176,3 +178,83 @@ async def test_a_direct_write_whose_answer_is_lost_is_unknown_and_never_sent_twi
     assert result["plain"].ok
     assert [r["TITLE"] for r in emu.records("lead")] == [TRICKY]  # ran once, not re-sent
     assert emu.stats.commands["crm.lead.add"] == 1
+
+
+async def test_a_direct_call_outside_the_tokens_scope_fails_alone() -> None:
+    """A method outside the webhook's scope is that command's failure, as in a batch, not
+    the job's end."""
+    emu = emulator(webhook_scopes=frozenset({"user"}))
+    cmd = {"t": tricky_add(), **{f"u{i}": ("user.current", {}) for i in range(3)}}
+    async with client_for(emu) as client:
+        result = await client.batch(cmd)
+    failed = result["t"]
+    assert failed.status is Status.FAILED
+    assert failed.error is not None
+    assert failed.error.code.lower() == "insufficient_scope"
+    assert all(result[f"u{i}"].ok for i in range(3))
+
+
+class _RefusingAdds(httpx.AsyncBaseTransport):
+    """Answers the first `refusals` direct ``crm.lead.add`` calls with a 429 hold."""
+
+    def __init__(self, emu: Any, refusals: int, clock: FakeClock, hold: float) -> None:
+        self.inner = httpx.ASGITransport(app=emu.app)
+        self.left = refusals
+        self.clock = clock
+        self.hold = hold
+        self.answers: list[tuple[float, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        method = request.url.path.rsplit("/", 1)[-1]
+        self.answers.append((self.clock(), method))
+        if method == "crm.lead.add" and self.left > 0:
+            self.left -= 1
+            body = {
+                "error": "OPERATION_TIME_LIMIT",
+                "error_description": "Method is blocked due to operation time limit.",
+                "operating_reset_at": self.clock.wall() + self.hold,
+            }
+            return httpx.Response(429, json=body)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_held_direct_call_is_parked_and_other_methods_go_on() -> None:
+    """A 429 on a direct call holds its method; the calls of that method wait parked, not in
+    concurrency slots, so the requests of other methods are not delayed by the hold."""
+    emu = emulator()
+    clock = FakeClock()
+    transport = _RefusingAdds(emu, 1, clock, hold=30.0)
+    cmd = {f"t{i}": tricky_add(f"{TRICKY} {i}") for i in range(2)}
+    cmd |= {f"u{i}": ("user.current", {}) for i in range(60)}
+    async with BitrixClient(
+        emu.webhook_url(),
+        transport=transport,
+        rate_limit=None,
+        retry=RetryPolicy(attempts=5, wait_jitter=0.0),
+        max_concurrency=2,
+        clock=clock,
+        sleep=clock.sleep,
+        wall_clock=clock.wall,
+    ) as client:
+        result = await client.batch(cmd)
+    assert all(r.ok for r in result.values())
+    batches = [t for t, method in transport.answers if method == "batch"]
+    adds = [t for t, method in transport.answers if method == "crm.lead.add"]
+    assert len(batches) == 2
+    assert max(batches) < 1.0  # not behind the 30 s hold
+    assert len(adds) == 3  # one refused, then each once after the hold
+    assert min(adds[1:]) >= 30.0
+    assert sorted(r["TITLE"] for r in emu.records("lead")) == [f"{TRICKY} 0", f"{TRICKY} 1"]
+
+
+async def test_a_form_body_one_value_past_max_input_vars_with_the_token_goes_as_json() -> None:
+    """A command checked at the limit gets the access token as one value more: sent as a form,
+    PHP would cut the token; the call goes as JSON, which PHP does not count."""
+    from tests.emulator_support import oauth_for
+
+    emu = emulator()
+    fields = {f"UF_{i}": "x" for i in range(999)} | {"TITLE": Literal(TRICKY)}
+    async with client_for(emu, url=oauth_for(emu), body="form") as client:
+        result = await client.batch({"t": ("crm.lead.add", {"fields": fields})})
+    assert result["t"].ok, result["t"]
+    assert [r["TITLE"] for r in emu.records("lead")] == [TRICKY]
