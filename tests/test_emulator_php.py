@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -13,6 +14,7 @@ from bitrix_batch.emulator.php import (
     parse_url_path_query,
     php_encode_json,
     php_index,
+    php_key,
     php_shape,
     php_str,
     php_truthy,
@@ -129,3 +131,34 @@ def test_php_str_of_numbers() -> None:
     assert php_str(0.5) == "0.5"
     assert php_str(7) == "7"
     assert php_str(True) == "1"
+
+
+def _shape_by_the_rules(value: Any) -> Any:
+    """`php_shape` written plainly from the rules, to check the fast one against."""
+    if isinstance(value, dict):
+        if not value:
+            return []
+        keys = [php_key(k) for k in value]
+        if keys == list(range(len(keys))):
+            return [_shape_by_the_rules(v) for v in value.values()]
+        return {str(k): _shape_by_the_rules(v) for k, v in zip(keys, value.values(), strict=True)}
+    if isinstance(value, list | tuple):
+        return [_shape_by_the_rules(v) for v in value]
+    return value
+
+
+_KEYS = st.one_of(
+    st.sampled_from(["0", "1", "2", "01", "-0", "-1", "a", "", " 1", "1.5"]),
+    st.integers(min_value=-2, max_value=3),
+    st.text(max_size=3),
+)
+_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=3)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_VALUES)
+def test_php_shape_follows_the_rules_on_any_value(value: Any) -> None:
+    assert php_shape(value) == _shape_by_the_rules(value)
