@@ -273,21 +273,33 @@ async def test_auth_param_in_sub_command_is_ignored() -> None:
 # -- substitution ---------------------------------------------------------------------------
 
 
+async def oauth_batch(a: Any, cmd: Any) -> dict[str, Any]:
+    """A batch on the OAuth route (app options need an application), as its inner result."""
+    token = a.emulator.issue_oauth_token()["access_token"]
+    response = await a.client.post("/rest/batch", json={"cmd": cmd, "auth": token})
+    assert response.status_code == 200, response.text
+    section: dict[str, Any] = response.json()["result"]
+    return section
+
+
 async def test_whole_value_reference_keeps_the_type() -> None:
     emu = make_emulator()
     async with api(emu) as a:
-        body = await a.batch(
+        # app.option.set stores any value as given, so it shows what substitution produced.
+        body = await oauth_batch(
+            a,
             {
                 "add": "crm.lead.add?fields[TITLE]=first",
                 "get": "crm.lead.get?id=$result[add]",
-                "early": "crm.lead.add?fields[UF_CRM_X]=$result[get_user][ID]",
+                "early": "app.option.set?options[early]=$result[get_user][ID]",
                 "get_user": "user.current",
                 "dept": "department.get?ID=$result[get_user][UF_DEPARTMENT]",
-            }
+                "seen": "app.option.get?option=early",
+            },
         )
     assert body["result"]["get"]["TITLE"] == "first"
     # "early" ran before get_user: the whole value became the entire result map so far.
-    early = emu.records("lead")[1]["UF"]["UF_CRM_X"]
+    early = body["result"]["seen"]
     assert set(early) == {"add", "get"}
     assert early["add"] == body["result"]["add"]
     # An array passes whole: ID=[1].
@@ -297,8 +309,14 @@ async def test_whole_value_reference_keeps_the_type() -> None:
 async def test_whole_value_with_no_earlier_result_is_an_empty_array() -> None:
     emu = make_emulator()
     async with api(emu) as a:
-        await a.batch({"a": "crm.lead.add?fields[UF_CRM_X]=$result[nothing][ID]"})
-    assert emu.records("lead")[0]["UF"]["UF_CRM_X"] == []
+        body = await oauth_batch(
+            a,
+            {
+                "a": "app.option.set?options[x]=$result[nothing][ID]",
+                "b": "app.option.get?option=x",
+            },
+        )
+    assert body["result"]["b"] == []
 
 
 async def test_embedded_reference_splices_strings_and_numbers_and_eats_trailing_text() -> None:

@@ -119,6 +119,11 @@ async def test_filters_order_and_select() -> None:
 
 async def test_multifields_and_user_fields() -> None:
     async with api() as a:
+        # Portals store UF_* values only for declared fields (issue 10).
+        await a.call(
+            "crm.contact.userfield.add",
+            {"fields": {"FIELD_NAME": "UF_CRM_SIZE", "USER_TYPE_ID": "string"}},
+        )
         _, added = await a.call(
             "crm.contact.add",
             {

@@ -152,13 +152,46 @@ async def test_oauth_expiry_and_refresh_rotation() -> None:
         bad_client = await a.client.get(
             "/oauth/token/", params={**refresh_params, "client_secret": "x"}
         )
-        assert bad_client.status_code == 401
+        assert bad_client.status_code == 400
         assert bad_client.json()["error"] == "invalid_client"
+        unknown_app = await a.client.get(
+            "/oauth/token/", params={**refresh_params, "client_id": "someone.else"}
+        )
+        assert (unknown_app.status_code, unknown_app.json()) == (200, {"error": "wrong_client"})
+        missing = await a.client.get(
+            "/oauth/token/", params={**refresh_params, "refresh_token": ""}
+        )
+        assert missing.status_code == 400
+        assert missing.json() == {
+            "error": "invalid_request",
+            "error_description": 'No "refresh_token" parameter found',
+        }
     assert emu.stats.oauth_refreshes == 1
 
 
-async def test_refresh_revokes_the_old_access_token() -> None:
+async def test_refresh_leaves_the_old_access_token_alive_by_default() -> None:
     emu = make_emulator()
+    first = emu.issue_oauth_token()
+    cfg = emu.config
+    async with api(emu) as a:
+        refreshed = await a.client.post(
+            "/oauth/token/",
+            data={
+                "grant_type": "refresh_token",
+                "client_id": cfg.oauth_client_id,
+                "client_secret": cfg.oauth_client_secret,
+                "refresh_token": first["refresh_token"],
+            },
+        )
+        old = await a.client.post("/rest/user.current", json={"auth": first["access_token"]})
+        new = await a.client.post(
+            "/rest/user.current", json={"auth": refreshed.json()["access_token"]}
+        )
+    assert (old.status_code, new.status_code) == (200, 200)
+
+
+async def test_refresh_revokes_the_old_access_token() -> None:
+    emu = make_emulator(oauth_refresh_revokes_access=True)
     first = emu.issue_oauth_token()
     cfg = emu.config
     async with api(emu) as a:

@@ -59,7 +59,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--operating-limit-seconds", type=float, default=d.operating_limit_seconds)
     g.add_argument("--operating-window-seconds", type=float, default=d.operating_window_seconds)
     g.add_argument("--operating-bucket-seconds", type=float, default=d.operating_bucket_seconds)
-    g.add_argument("--operating-mode", choices=["window", "ban"], default=d.operating_mode)
+    g.add_argument(
+        "--operating-mode", choices=["baskets", "window", "ban"], default=d.operating_mode
+    )
     g.add_argument("--operating-ban-seconds", type=float, default=d.operating_ban_seconds)
     g.add_argument("--operating-floor-seconds", type=float, default=d.operating_floor_seconds)
     g.add_argument(
@@ -68,6 +70,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-weight", type=float, default=d.batch_weight)
     g = p.add_argument_group("time and server parameters")
     g.add_argument("--time-scale", type=float, default=d.time_scale)
+    g.add_argument(
+        "--request-time-limit",
+        type=float,
+        default=d.request_time_limit,
+        help="cut requests off after this many modelled seconds (the cloud: 60; default none)",
+    )
     g.add_argument("--batch-max-length", type=int, default=d.batch_max_length)
     g.add_argument("--list-page-size", type=int, default=d.list_page_size)
     g.add_argument("--max-input-vars", type=int, default=d.max_input_vars)
@@ -132,6 +140,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         batch_charge=args.batch_charge,
         batch_weight=args.batch_weight,
         time_scale=args.time_scale,
+        request_time_limit=args.request_time_limit,
         batch_max_length=args.batch_max_length,
         list_page_size=args.list_page_size,
         max_input_vars=args.max_input_vars,

@@ -13,25 +13,33 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 
 from . import errors
 from .auth import Auth, OAuthError
 from .batch import batch_handler
+from .batch_import import register_batch_import
 from .config import EmulatorConfig
 from .crm import register_crm
 from .engine import Caller, Engine, Timeline
 from .entities import ENTITIES
 from .faults import DroppedConnection, FaultInjector, html_page
+from .im import register_im
+from .im_dialogs import register_im_dialogs
+from .im_people import register_im_people
 from .limits import LeakyBucket
 from .php import PhpKey, php_encode_json, php_str
+from .platform import register_platform
 from .query import build_where
 from .request import collect_params
 from .seed import seed_defaults, seed_entity, seed_users
 from .stats import Stats
 from .store import Store
 from .tasks import register_tasks
+from .telephony import register_telephony
+from .timeman import register_timeman
 from .users import register_users
 
 __all__ = ["Emulator"]
@@ -67,6 +75,12 @@ class Emulator:
         register_crm(self.engine)
         register_users(self.engine)
         register_tasks(self.engine)
+        register_platform(self.engine)
+        register_im_dialogs(self.engine, register_im(self.engine))
+        register_im_people(self.engine)
+        register_timeman(self.engine)
+        register_telephony(self.engine)
+        register_batch_import(self.engine)
         self.engine.register("batch", batch_handler, None)
         self.bucket = LeakyBucket(
             cfg.effective_burst, cfg.effective_drain, cfg.clock, cfg.rate_count_rejected
@@ -122,6 +136,11 @@ class Emulator:
         with self.lock:
             endpoint = f"{base.rstrip('/')}/rest/" if base else ""
             return self.auth.issue(user_id, scopes, endpoint)
+
+    def issue_oauth_code(self, user_id: int = 1, scopes: frozenset[str] | None = None) -> str:
+        """A one-time ``authorization_code`` for ``/oauth/token/`` (lives ``oauth_code_ttl``)."""
+        with self.lock:
+            return self.auth.issue_code(user_id, scopes)
 
     def expire_access_tokens(self) -> None:
         """Make every current access token answer ``expired_token``."""
@@ -237,6 +256,9 @@ class Emulator:
         if path.rstrip("/") == "/oauth/token":
             with self.lock:
                 return self._oauth(http_method, query, headers, body)
+        if path.rstrip("/") == "/oauth/authorize":
+            with self.lock:
+                return self._authorize(http_method, query, headers, body)
         if path.startswith("/_emulator/"):
             with self.lock:
                 return self._control(http_method, path, query, headers, body)
@@ -277,11 +299,17 @@ class Emulator:
                 response.delay = delay
                 return response
             return _Response(200, b"", drop=True, delay=delay)
-        timeline = Timeline(cfg.clock())
+        timeline = Timeline(cfg.clock(), cfg.request_time_limit)
         response = self._dispatch(http_method, parts, query, headers, body, timeline)
         with self.lock:
             self.engine.settle(timeline)
-        response.delay = delay + (timeline.cursor - timeline.start) * cfg.time_scale
+        elapsed = timeline.cursor - timeline.start
+        if timeline.timed_out and timeline.limit is not None:
+            # What ran before the cap stays done; the client learns nothing of it.
+            self.stats.request_timeouts += 1
+            response = self._error(errors.internal_server_error())
+            elapsed = timeline.limit
+        response.delay = delay + elapsed * cfg.time_scale
         if plan.post is not None:
             self.stats.faults[plan.post] += 1
             status = cfg.faults.fail_after_run_status
@@ -341,12 +369,46 @@ class Emulator:
         params = collect_params(http_method, query, headers, body, self.config.max_input_vars)
         host = headers.get("host", self.config.domain)
         try:
-            payload = self.auth.refresh(params, f"http://{host}/rest/")
+            payload = self.auth.token(params, f"http://{host}/rest/")
         except OAuthError as exc:
-            body_out = {"error": exc.code, "error_description": exc.description}
+            body_out: dict[str, str] = {"error": exc.code}
+            if exc.description:
+                body_out["error_description"] = exc.description
             return _Response(exc.status, json.dumps(body_out).encode())
-        self.stats.oauth_refreshes += 1
+        if php_str(params.get("grant_type", "")) == "refresh_token":
+            self.stats.oauth_refreshes += 1
+        else:
+            self.stats.oauth_codes_exchanged += 1
         return self._json(200, payload)
+
+    def _authorize(
+        self, http_method: str, query: bytes, headers: dict[str, str], body: bytes
+    ) -> _Response:
+        """``/oauth/authorize/?client_id=..``: the portal's consent step, already consented.
+
+        Issues a one-time code for user 1; with ``redirect_uri`` it answers 302 to it (the
+        emulator itself never follows it), otherwise 200 with the same values as JSON.
+        """
+        params = collect_params(http_method, query, headers, body, self.config.max_input_vars)
+        cfg = self.config
+        if php_str(params.get("client_id", "")) != cfg.oauth_client_id:
+            # Answered as the token endpoint answers an unknown application.
+            return _Response(200, b'{"error":"wrong_client"}', b"application/json")
+        scopes = cfg.oauth_scopes
+        values = {
+            "code": self.auth.issue_code(),
+            "state": php_str(params.get("state", "")),
+            "domain": headers.get("host", cfg.domain),
+            "member_id": self.auth.member_id,
+            "scope": ",".join(sorted(scopes)) if scopes is not None else "app",
+            "server_domain": "oauth.bitrix.info",
+        }
+        redirect = php_str(params.get("redirect_uri", ""))
+        if redirect:
+            sep = "&" if "?" in redirect else "?"
+            location = (redirect + sep + urlencode(values)).encode("latin-1", "replace")
+            return _Response(302, b"", b"text/plain", headers=[(b"location", location)])
+        return _Response(200, json.dumps(values).encode(), b"application/json")
 
     def _control(
         self, http_method: str, path: str, query: bytes, headers: dict[str, str], body: bytes
@@ -366,6 +428,9 @@ class Emulator:
             host = headers.get("host", self.config.domain)
             tokens = self.auth.issue(client_endpoint=f"http://{host}/rest/")
             return _Response(200, json.dumps(tokens).encode(), plain)
+        if action == "oauth/code":
+            code = self.auth.issue_code()
+            return _Response(200, json.dumps({"code": code}).encode(), plain)
         if action == "oauth/expire":
             self.auth.expire_all()
             return _Response(200, b'{"ok":true}', plain)

@@ -1,8 +1,10 @@
-"""Credentials: inbound webhooks and OAuth access/refresh tokens with expiry and rotation.
+"""Credentials: inbound webhooks, OAuth authorisation codes, access/refresh tokens with expiry
+and rotation.
 
-A refresh issues a new access token and a new refresh token; the refresh token used and the
-access token issued with it stop working (old docs, D17), so concurrent refreshes break the
-chain just as on the real server.
+A refresh issues a new access token and a new refresh token; the refresh token used stops
+working, so concurrent refreshes break the chain just as on the real server. Whether the
+access token issued with it dies too (old docs, D17) is ``oauth_refresh_revokes_access``
+(off: the official SDK's live suite relies on it living on).
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ class _Access:
 
 
 @dataclass
+class _Code:
+    """A one-time authorisation code of the ``authorization_code`` grant."""
+
+    user_id: int
+    expires_at: float
+    scopes: frozenset[str] | None
+    client_id: str
+
+
+@dataclass
 class _Refresh:
     user_id: int
     expires_at: float
@@ -64,6 +76,7 @@ class Auth:
         self.webhooks: dict[str, Webhook] = {}
         self.access: dict[str, _Access] = {}
         self.refresh_tokens: dict[str, _Refresh] = {}
+        self.codes: dict[str, _Code] = {}
         #: Access tokens revoked by a refresh; they answer ``revoked_access_error``.
         self.revoked: set[str] = set()
         self.revoked_access_error: str = "expired_token"
@@ -102,6 +115,11 @@ class Auth:
             raise errors.expired_token()
         return Caller(info.user_id, "oauth", f"oauth:{self.config.oauth_client_id}", info.scopes)
 
+    @property
+    def member_id(self) -> str:
+        """The portal's stable ``member_id``."""
+        return f"{random.Random(self.config.domain).getrandbits(128):032x}"
+
     def _token(self) -> str:
         return f"{self._rng.getrandbits(128):032x}"
 
@@ -128,7 +146,7 @@ class Auth:
             "server_endpoint": "https://oauth.bitrix.info/rest/",
             "status": "L",
             "client_endpoint": client_endpoint or f"https://{self.config.domain}/rest/",
-            "member_id": f"{random.Random(self.config.domain).getrandbits(128):032x}",
+            "member_id": self.member_id,
             "user_id": user_id,
             "refresh_token": refresh,
         }
@@ -139,21 +157,52 @@ class Auth:
         for info in self.access.values():
             info.expires_at = min(info.expires_at, now)
 
-    def refresh(self, params: dict[PhpKey, Any], client_endpoint: str) -> dict[str, Any]:
-        """``/oauth/token/?grant_type=refresh_token&client_id&client_secret&refresh_token``."""
+    def issue_code(self, user_id: int = 1, scopes: frozenset[str] | None = None) -> str:
+        """A one-time authorisation code for the configured application (lives 30 s, D11)."""
+        code = self._token()
+        scopes = scopes if scopes is not None else self.config.oauth_scopes
+        self.codes[code] = _Code(
+            user_id, self.clock() + self.config.oauth_code_ttl, scopes, self.config.oauth_client_id
+        )
+        return code
+
+    def token(self, params: dict[PhpKey, Any], client_endpoint: str) -> dict[str, Any]:
+        """``/oauth/token/``: the ``authorization_code`` and ``refresh_token`` grants."""
         grant = php_str(params.get("grant_type", ""))
-        if grant != "refresh_token":
+        if grant not in ("authorization_code", "refresh_token"):
             raise OAuthError("invalid_request", "Unsupported grant_type", 400)
+        # As the official SDK's live suite sees oauth.bitrix.info: an unknown application is
+        # an HTTP 200 ``wrong_client``, a wrong secret a 400 ``invalid_client``.
+        if php_str(params.get("client_id", "")) != self.config.oauth_client_id:
+            raise OAuthError("wrong_client", "", 200)
+        if php_str(params.get("client_secret", "")) != self.config.oauth_client_secret:
+            raise OAuthError("invalid_client", "Invalid client credentials", 400)
+        if grant == "authorization_code":
+            return self._exchange_code(params, client_endpoint)
+        return self._refresh(params, client_endpoint)
+
+    def _exchange_code(self, params: dict[PhpKey, Any], client_endpoint: str) -> dict[str, Any]:
+        # One-time: the code is gone whether or not it was still valid.
+        info = self.codes.pop(php_str(params.get("code", "")), None)
         if (
-            php_str(params.get("client_id", "")) != self.config.oauth_client_id
-            or php_str(params.get("client_secret", "")) != self.config.oauth_client_secret
+            info is None
+            or self.clock() >= info.expires_at
+            or info.client_id != php_str(params.get("client_id", ""))
         ):
-            raise OAuthError("invalid_client", "Invalid client credentials", 401)
+            raise OAuthError("invalid_grant", "Invalid authorization code", 400)
+        return self.issue(info.user_id, info.scopes, client_endpoint)
+
+    def _refresh(self, params: dict[PhpKey, Any], client_endpoint: str) -> dict[str, Any]:
+        """The ``refresh_token`` grant (client already checked by :meth:`token`)."""
         token = php_str(params.get("refresh_token", ""))
+        if not token:
+            raise OAuthError("invalid_request", 'No "refresh_token" parameter found', 400)
         info = self.refresh_tokens.pop(token, None)
         if info is None or self.clock() >= info.expires_at:
             raise OAuthError("invalid_grant", "Invalid refresh token", 400)
-        # The old pair dies: the refresh token (popped above) and its access token.
-        if self.access.pop(info.access_token, None) is not None:
+        # The refresh token used is spent (popped above); its access token too if configured.
+        if self.config.oauth_refresh_revokes_access and (
+            self.access.pop(info.access_token, None) is not None
+        ):
             self.revoked.add(info.access_token)
         return self.issue(info.user_id, info.scopes, client_endpoint)

@@ -41,6 +41,8 @@ def batch_handler(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResult:
     config = ctx.config
     strip = _AUTH_KEYS[ctx.caller.kind]
     for slot, (raw_key, command) in enumerate(commands.items(), start=1):
+        if ctx.timeline.timed_out:
+            break  # the request is being cut off: later commands never start
         key = php_key(raw_key)
         failure: errors.RestError | None = None
         if slot > config.batch_max_length:

@@ -24,9 +24,12 @@ Plan = Literal["standard", "enterprise"]
 #: "batch" = only the batch, at ``batch_weight`` x its duration (the live measurement I4);
 #: "both" = both of the above (newer code S7b read literally).
 BatchCharge = Literal["submethods", "batch", "both"]
-#: "window": blocked while the sliding-window sum is over the limit (S7a);
+#: "baskets": today's cloud as the 2026 limits page describes it: up to ten one-minute baskets,
+#: each opened by the first charged call in its minute and dropped ten minutes after that call;
+#: blocked while their sum is over the limit;
+#: "window": the older code (S7a): buckets aligned to clock minutes, the same block rule;
 #: "ban": exceeding bans the method for ``operating_ban_seconds`` and clears the window (S7b).
-OperatingMode = Literal["window", "ban"]
+OperatingMode = Literal["baskets", "window", "ban"]
 
 
 @dataclass(frozen=True)
@@ -42,17 +45,23 @@ class MethodCost:
 
 
 #: Lookup order: the exact method name, then ``*.<last segment>``, then ``*``.
+#: Calibrated on real answers: 154 ``crm.lead.list`` pages captured from a live portal
+#: (fast-bitrix24's ``tests/real_responses``, the reference's R1) have a median processing time
+#: of 0.037 s for 50 rows, hence 0.0125 + 0.0005 x 50; the reference's "50 ms per add"
+#: (rest-2026-and-users.md §6.1; captured adds take 0.044 to 0.094 s) sets add and update.
 DEFAULT_COSTS: Mapping[str, MethodCost] = {
-    "*.add": MethodCost(0.12),
-    "*.update": MethodCost(0.12),
-    "*.delete": MethodCost(0.10),
-    "*.get": MethodCost(0.04),
-    "*.list": MethodCost(0.05, 0.005),
+    "*.add": MethodCost(0.05),
+    "*.update": MethodCost(0.05),
+    "*.delete": MethodCost(0.04),
+    "*.get": MethodCost(0.03),
+    "*.list": MethodCost(0.0125, 0.0005),
     "*.fields": MethodCost(0.02),
-    "user.get": MethodCost(0.03, 0.002),
-    "user.search": MethodCost(0.03, 0.002),
+    "user.get": MethodCost(0.0125, 0.0005),
+    "user.search": MethodCost(0.0125, 0.0005),
     "department.get": MethodCost(0.02, 0.001),
     "user.current": MethodCost(0.01),
+    #: Up to 20 creations: one add's time per item created.
+    "crm.item.batchimport": MethodCost(0.02, 0.05),
     "batch": MethodCost(0.002),
     "*": MethodCost(0.02),
 }
@@ -101,6 +110,12 @@ class EmulatorConfig:
     oauth_client_secret: str = "emulator-client-secret"
     #: Scopes of OAuth tokens; ``None`` grants every scope.
     oauth_scopes: frozenset[str] | None = None
+    #: Lifetime of an ``authorization_code`` grant's code (30 s, D11).
+    oauth_code_ttl: float = 30.0
+    #: Whether a refresh also kills the access token issued with the refresh token used, as
+    #: the old docs say (D17). Off by default: the official SDK's live suite goes on with the
+    #: old access token after a refresh, so portals keep it until it expires.
+    oauth_refresh_revokes_access: bool = False
     access_token_ttl: float = 3600.0
     refresh_token_ttl: float = 180 * 86400.0
 
@@ -129,12 +144,18 @@ class EmulatorConfig:
     operating_limit_seconds: float = 480.0
     operating_window_seconds: float = 600.0
     operating_bucket_seconds: float = 60.0
-    operating_mode: OperatingMode = "window"
+    operating_mode: OperatingMode = "baskets"
     operating_ban_seconds: float = 300.0
     #: A call's time counts only when it is above this floor.
     operating_floor_seconds: float = 0.1
     batch_charge: BatchCharge = "submethods"
     batch_weight: float = 0.5
+
+    #: Today's cloud cuts a request off after 60 s (limits page, 2026-08): the commands that
+    #: started before the cap have run, the rest have not, and the answer is a 500
+    #: ``INTERNAL_SERVER_ERROR``. ``None`` (the default, so that tests may model exaggerated
+    #: costs) = no cap; set 60 for the cloud's.
+    request_time_limit: float | None = None
 
     # Time.
     clock: Callable[[], float] = _default_clock

@@ -6,6 +6,7 @@ operating-time check and charge, the processing-time model and the ``time`` obje
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,13 +59,20 @@ class MethodResult:
 class Timeline:
     """Virtual time of one request: starts at the clock, advances by modelled costs."""
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float, limit: float | None = None) -> None:
         self.start = start
         self.cursor = start
+        #: The cloud's per-request cap (seconds); past it the request is cut off.
+        self.limit = limit
         #: Operating time the batch commands of this request spent per (credential, method).
         #: The server counts a request's time for a method when the request ends, and only if
         #: it is over the 0.1 s floor (§4.2), so it is charged in `Engine.settle`.
         self.charges: dict[tuple[str, str], float] = {}
+
+    @property
+    def timed_out(self) -> bool:
+        """True once the request has run past its cap."""
+        return self.limit is not None and self.cursor - self.start > self.limit
 
     def advance(self, seconds: float) -> tuple[float, float]:
         """Spend ``seconds``; returns (start, finish) of that span."""
@@ -240,6 +248,13 @@ class Engine:
         # With the limit off nothing is charged, so `operating` reads 0: the cloud's shape,
         # without a budget a client would have to respect.
         state = self.limiter.state(caller.credential, spec.name)
+        operating = state.operating + pending
+        # Portals report an uncharged method as `"operating": 0` (an int) with the reset ten
+        # minutes after the request's start, as if it opened a basket (real captures, R1). The
+        # request's start, not the command's: a command's modelled start can lie far ahead.
+        reset_at = state.reset_at
+        if reset_at is None:
+            reset_at = math.floor(timeline.start + self.config.operating_window_seconds)
         time_obj = {
             "start": begin,
             "finish": finish,
@@ -247,8 +262,8 @@ class Engine:
             "processing": processing,
             "date_start": self.iso(begin),
             "date_finish": self.iso(finish),
-            "operating_reset_at": state.reset_at,
-            "operating": state.operating + pending,
+            "operating_reset_at": reset_at,
+            "operating": operating if operating else 0,
         }
         return CallOutcome(
             result=produced.result,

@@ -10,6 +10,7 @@ __all__ = [
     "batch_method_not_allowed",
     "expired_token",
     "insufficient_scope",
+    "internal_server_error",
     "invalid_credentials",
     "invalid_token",
     "method_not_found",
@@ -76,6 +77,11 @@ def insufficient_scope(kind: str | None) -> RestError:
         f"The request requires higher privileges than provided by the {token}",
         401,
     )
+
+
+def internal_server_error() -> RestError:
+    """500 ``INTERNAL_SERVER_ERROR``: how a request cut off at the cloud's 60 s cap ends."""
+    return RestError("INTERNAL_SERVER_ERROR", "Internal server error", 500)
 
 
 def query_limit_exceeded() -> RestError:

@@ -63,21 +63,25 @@ class OperatingState:
     """What ``time.operating`` and ``time.operating_reset_at`` report for one method."""
 
     operating: float
-    reset_at: int
+    #: None when nothing is charged: the answer then reports its own start + the window.
+    reset_at: int | None
     blocked: bool
 
 
 class OperatingLimiter:
-    """Per credential and method: a sliding window of buckets summing charged seconds.
+    """Per credential and method: a sliding window of one-minute baskets of charged seconds.
 
-    In "window" mode a method is blocked while the window sum is above the limit (it frees up
-    as old buckets age out). In "ban" mode crossing the limit bans the method for a fixed time
-    and clears its window.
+    "baskets" (today's cloud): a basket opens at the first charged call of a minute, takes the
+    charges of the next 60 s, and drops out ten minutes after it opened; ``operating_reset_at``
+    is when the oldest one drops out. "window" (the older code): the same, with buckets aligned
+    to clock minutes. In both a method is blocked while the sum is over the limit. In "ban"
+    mode crossing the limit bans the method for a fixed time and clears its window.
     """
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self._buckets: dict[tuple[str, str], dict[int, float]] = {}
+        #: (credential, method) -> baskets as [opened at, seconds], oldest first.
+        self._baskets: dict[tuple[str, str], list[list[float]]] = {}
         self._bans: dict[tuple[str, str], float] = {}
 
     @property
@@ -85,18 +89,20 @@ class OperatingLimiter:
         return self.config.operating_bucket_seconds
 
     @property
-    def _count(self) -> int:
-        return max(1, math.ceil(self.config.operating_window_seconds / self._width))
+    def _window(self) -> float:
+        if self.config.operating_mode == "baskets":
+            return self.config.operating_window_seconds
+        # Aligned buckets: the window is a whole number of them.
+        return max(1, math.ceil(self.config.operating_window_seconds / self._width)) * self._width
 
-    def _live(self, key: tuple[str, str], now: float) -> dict[int, float]:
-        buckets = self._buckets.get(key)
-        if not buckets:
-            return {}
-        current = math.floor(now / self._width)
-        oldest = current - self._count + 1
-        for index in [i for i in buckets if i < oldest]:
-            del buckets[index]
-        return buckets
+    def _live(self, key: tuple[str, str], now: float) -> list[list[float]]:
+        baskets = self._baskets.get(key)
+        if not baskets:
+            return []
+        window = self._window
+        while baskets and baskets[0][0] + window <= now:
+            baskets.pop(0)
+        return baskets
 
     def state(self, credential: str, method: str) -> OperatingState:
         """The window sum, when part of it frees up, and whether the method is blocked now."""
@@ -106,16 +112,13 @@ class OperatingLimiter:
         if ban is not None and now >= ban:
             del self._bans[key]
             ban = None
-        buckets = self._live(key, now)
-        total = sum(buckets.values())
+        baskets = self._live(key, now)
+        total = sum(b[1] for b in baskets)
         if ban is not None:
             return OperatingState(total, math.ceil(ban), self.config.operating_limit)
-        if buckets:
-            reset_at = math.ceil((min(buckets) + self._count) * self._width)
-        else:
-            reset_at = math.floor(now)
+        reset_at = math.ceil(baskets[0][0] + self._window) if baskets else None
         blocked = (
-            self.config.operating_mode == "window"
+            self.config.operating_mode != "ban"
             and self.config.operating_limit
             and total > self.config.operating_limit_seconds
         )
@@ -127,19 +130,27 @@ class OperatingLimiter:
             return
         key = (credential, method)
         now = self.config.clock()
-        buckets = self._live(key, now)
-        self._buckets[key] = buckets
-        index = math.floor(now / self._width)
-        buckets[index] = buckets.get(index, 0.0) + seconds
+        baskets = self._live(key, now)
+        self._baskets[key] = baskets
+        if self.config.operating_mode == "baskets":
+            # Whole seconds, as the server's time(): a basket then leaves at exactly the
+            # `operating_reset_at` it reported, so a client waiting until then finds it gone.
+            opened = float(math.floor(now))
+        else:
+            opened = math.floor(now / self._width) * self._width
+        if baskets and now < baskets[-1][0] + self._width:
+            baskets[-1][1] += seconds
+        else:
+            baskets.append([opened, seconds])
         if (
             self.config.operating_mode == "ban"
             and self.config.operating_limit
-            and sum(buckets.values()) > self.config.operating_limit_seconds
+            and sum(b[1] for b in baskets) > self.config.operating_limit_seconds
         ):
             self._bans[key] = now + self.config.operating_ban_seconds
-            buckets.clear()
+            baskets.clear()
 
     def reset(self) -> None:
         """Forget every charge and ban."""
-        self._buckets.clear()
+        self._baskets.clear()
         self._bans.clear()

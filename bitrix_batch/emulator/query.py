@@ -3,7 +3,9 @@
 Filter keys carry an operator prefix: ``=``/none (equal, or IN for an array), ``!``/``!=``,
 ``>``, ``>=``, ``<``, ``<=``, ``@`` (in), ``!@`` (not in), ``%`` (contains), ``=%``/``%=``
 (LIKE with the caller's own wildcards), ``!%``, ``><``/``!><`` (between), ``?`` (contains).
-Unknown fields are ignored, as legacy list methods do.
+Unknown fields are ignored, as legacy list methods do. ``LOGIC`` (``AND``/``OR``) joins the
+conditions of its level; a value that is an array under a key that is not a field (``0``,
+``"__inner"``) is a sub-filter with its own ``LOGIC``, nested as deep as the caller likes.
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ _OPERATOR = re.compile(r"(!><|><|!=|!@|!%|>=|<=|=%|%=|!|=|>|<|@|%|\?)?(.*)\Z", r
 class Column:
     """A filterable column: its SQL expression and how to coerce a filter value."""
 
-    def __init__(self, sql: str, kind: str = "TEXT", multifield: bool = False) -> None:
+    def __init__(
+        self, sql: str, kind: str = "TEXT", multifield: bool = False, multiple: bool = False
+    ) -> None:
         self.sql = sql
         self.kind = kind
+        #: PHONE/EMAIL/...: a JSON list of entries, compared by their VALUE.
         self.multifield = multifield
+        #: A multiple user field: a JSON list of values, any of which may match.
+        self.multiple = multiple
 
     def coerce(self, value: Any) -> Any:
         """The value as the column compares it."""
@@ -48,25 +55,43 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: How deep sub-filters may nest (PHP's own input nesting stops far earlier).
+_MAX_DEPTH = 32
+
+
 def build_where(filter_: Any, resolve: Resolver) -> tuple[str, list[Any]]:
     """A WHERE clause and its arguments for a Bitrix filter (a PHP array)."""
-    if not isinstance(filter_, dict):
-        return "1", []
-    clauses: list[str] = []
     args: list[Any] = []
+    return _level(filter_, resolve, args, 0) or "1", args
+
+
+def _level(filter_: Any, resolve: Resolver, args: list[Any], depth: int) -> str | None:
+    """One level of a filter: its conditions joined by its LOGIC (None when it has none)."""
+    if not isinstance(filter_, dict) or depth > _MAX_DEPTH:
+        return None
+    logic = "AND"
+    clauses: list[str] = []
     for raw_key, value in filter_.items():
-        if not isinstance(raw_key, str):
-            continue  # sub-filters with LOGIC are not emulated
-        match = _OPERATOR.match(raw_key)
+        key = str(raw_key)
+        if key.upper() == "LOGIC":
+            logic = "OR" if php_str(value).strip().upper() == "OR" else "AND"
+            continue
+        match = _OPERATOR.match(key)
         assert match is not None  # the pattern matches any string
         op = match.group(1) or "="
-        column = resolve(match.group(2))
+        column = resolve(match.group(2)) if isinstance(raw_key, str) else None
         if column is None:
+            if isinstance(value, dict):
+                inner = _level(value, resolve, args, depth + 1)
+                if inner:
+                    clauses.append(f"({inner})")
             continue
         clause = _clause(column, op, value, args)
         if clause:
             clauses.append(clause)
-    return (" AND ".join(clauses) or "1"), args
+    if not clauses:
+        return None
+    return f" {logic} ".join(clauses)
 
 
 def _clause(column: Column, op: str, value: Any, args: list[Any]) -> str | None:
@@ -80,6 +105,16 @@ def _clause(column: Column, op: str, value: Any, args: list[Any]) -> str | None:
         inner = (
             f"EXISTS (SELECT 1 FROM json_each({col}) "
             f"WHERE json_extract(value, '$.VALUE') IN ({', '.join('?' * len(values))}))"
+        )
+        return f"NOT {inner}" if op.startswith("!") else inner
+    if column.multiple:
+        items = [column.coerce(v) for v in php_values(value)]
+        if not items:
+            return "0"
+        args.extend(items)
+        inner = (
+            f"EXISTS (SELECT 1 FROM json_each({col}) "
+            f"WHERE value IN ({', '.join('?' * len(items))}))"
         )
         return f"NOT {inner}" if op.startswith("!") else inner
     is_array = isinstance(value, dict | list)
@@ -134,7 +169,7 @@ def build_order(order: Any, resolve: Resolver) -> str:
     if isinstance(order, dict):
         for key, direction in order.items():
             column = resolve(str(key))
-            if column is None or column.multifield:
+            if column is None or column.multifield or column.multiple:
                 continue
             desc = php_str(direction).strip().upper() == "DESC"
             parts.append(f"{column.sql} {'DESC' if desc else 'ASC'}")

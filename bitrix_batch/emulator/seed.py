@@ -6,7 +6,7 @@ import random
 from datetime import datetime, timezone
 from typing import Any
 
-from .entities import ENTITIES
+from .crm_tables import ENTITIES
 from .store import Store
 
 __all__ = ["seed_defaults", "seed_entity", "seed_users"]
@@ -100,6 +100,20 @@ def seed_entity(store: Store, name: str, count: int, seed: int, tz: timezone, no
         columns += [money, "CURRENCY_ID"]
     if "HAS_PHONE" in entity.by_name:
         columns += ["HAS_PHONE", "HAS_EMAIL"]
+    semantic = next(
+        (f for f in ("STATUS_SEMANTIC_ID", "STAGE_SEMANTIC_ID") if f in entity.by_name), None
+    )
+    moved = "MOVED_BY_ID" in entity.by_name
+    if semantic and status:
+        columns.append(semantic)
+    if moved:
+        columns += ["MOVED_BY_ID", "MOVED_TIME"]
+    # The entity's other defaults (IS_MANUAL_OPPORTUNITY, HAS_IMOL, ...), as an add sets them;
+    # constant, so the random sequence (and every generated value) stays the same per seed.
+    flags = [f for f in ("CLOSED", "IS_NEW") if f in entity.by_name and status]
+    columns += flags
+    constants = [(k, v) for k, v in entity.defaults if k not in columns and k != semantic]
+    columns += [k for k, _ in constants]
 
     def rows() -> Any:
         # One record per simulated minute back from ``now``, oldest first.
@@ -118,6 +132,18 @@ def seed_entity(store: Store, name: str, count: int, seed: int, tz: timezone, no
                 row += [round(rng.uniform(0, 100000), 2), "RUB"]
             if "HAS_PHONE" in entity.by_name:
                 row += ["N", "N"]
+            stage = row[columns.index(status[0])] if status else ""
+            if semantic and status:
+                row.append({"CONVERTED": "S", "WON": "S", "JUNK": "F", "LOSE": "F"}.get(stage, "P"))
+            if moved:
+                row += [user, stamp]
+            if flags:
+                final = stage in ("WON", "LOSE")
+                row += [
+                    ("Y" if final else "N") if f == "CLOSED" else ("Y" if stage == "NEW" else "N")
+                    for f in flags
+                ]
+            row += [v for _, v in constants]
             yield row
 
     store.insert_many(entity.table, columns, rows())

@@ -30,8 +30,12 @@ class Stats:
     query_limit_exceeded: int = 0
     operation_time_limit: int = 0
     operation_time_limit_commands: int = 0
+    #: Requests cut off at the per-request time cap (answered 500).
+    request_timeouts: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     oauth_refreshes: int = 0
+    #: ``authorization_code`` grants exchanged for tokens.
+    oauth_codes_exchanged: int = 0
     writes: dict[str, dict[int, Counter[str]]] = field(default_factory=dict)
     add_fingerprints: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -81,10 +85,12 @@ class Stats:
             "query_limit_exceeded": self.query_limit_exceeded,
             "operation_time_limit": self.operation_time_limit,
             "operation_time_limit_commands": self.operation_time_limit_commands,
+            "request_timeouts": self.request_timeouts,
             "commands": dict(self.commands),
             "command_errors": dict(self.command_errors),
             "faults": dict(self.faults),
             "oauth_refreshes": self.oauth_refreshes,
+            "oauth_codes_exchanged": self.oauth_codes_exchanged,
             "writes": {
                 entity: {str(i): dict(c) for i, c in records.items()}
                 for entity, records in self.writes.items()

@@ -12,7 +12,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .entities import ENTITIES, Entity
+from .crm_tables import ENTITIES, EXTRA_TABLES
+from .entities import Entity
 
 __all__ = ["Store", "USER_COLUMNS", "DEPARTMENT_COLUMNS"]
 
@@ -28,6 +29,18 @@ USER_COLUMNS = (
     ("DATE_REGISTER", "TEXT"),
     ("LAST_LOGIN", "TEXT"),
     ("UF_DEPARTMENT", "TEXT"),
+    ("XML_ID", "TEXT"),
+    ("TIME_ZONE", "TEXT"),
+    ("PERSONAL_PROFESSION", "TEXT"),
+    ("PERSONAL_BIRTHDAY", "TEXT"),
+    ("PERSONAL_PHONE", "TEXT"),
+    ("PERSONAL_MOBILE", "TEXT"),
+    ("PERSONAL_CITY", "TEXT"),
+    ("WORK_PHONE", "TEXT"),
+    ("WORK_COMPANY", "TEXT"),
+    ("UF_EMPLOYMENT_DATE", "TEXT"),
+    ("UF_PHONE_INNER", "TEXT"),
+    ("USER_TYPE", "TEXT"),
 )
 DEPARTMENT_COLUMNS = (
     ("ID", "INTEGER PRIMARY KEY AUTOINCREMENT"),
@@ -45,27 +58,41 @@ class Store:
         self.lock = lock or threading.RLock()
         self.db = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
+        #: Derived data the families cache (declared user fields, smart-process types);
+        #: whoever changes the source pops the key, and `clear` drops it all.
+        self.cache: dict[str, Any] = {}
         self.db.execute("PRAGMA journal_mode=MEMORY")
         self.db.execute("PRAGMA synchronous=OFF")
         self._create()
 
     def _create(self) -> None:
+        #: Columns holding JSON, per table (entity tables made later add theirs).
+        self.json_columns: dict[str, frozenset[str]] = {"users": frozenset({"UF_DEPARTMENT"})}
         with self.lock:
             for entity in ENTITIES.values():
-                cols = ["ID INTEGER PRIMARY KEY AUTOINCREMENT"]
-                cols += [f'"{f.name}" {f.sql_type}' for f in entity.fields if f.name != "ID"]
-                cols.append('"UF" TEXT')
-                self.db.execute(f"CREATE TABLE IF NOT EXISTS {entity.table} ({', '.join(cols)})")
-                for name in ("ASSIGNED_BY_ID", "TITLE", "DATE_CREATE"):
-                    if name in entity.by_name:
-                        self.db.execute(
-                            f"CREATE INDEX IF NOT EXISTS ix_{entity.table}_{name} "
-                            f'ON {entity.table}("{name}")'
-                        )
+                self.create_entity_table(entity)
+            for table, (ddl, json_cols) in EXTRA_TABLES.items():
+                self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({ddl})")
+                self.json_columns[table] = json_cols
             for table, columns in (("users", USER_COLUMNS), ("departments", DEPARTMENT_COLUMNS)):
                 body = ", ".join(f'"{n}" {t}' for n, t in columns)
                 self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
+
+    def create_entity_table(self, entity: Entity) -> None:
+        """The table of one entity (smart-process types make theirs when created)."""
+        cols = ["ID INTEGER PRIMARY KEY AUTOINCREMENT"]
+        cols += [f'"{f.name}" {f.sql_type}' for f in entity.columns if f.name != "ID"]
+        cols.append('"UF" TEXT')
+        with self.lock:
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS {entity.table} ({', '.join(cols)})")
+            for name in ("ASSIGNED_BY_ID", "TITLE", "DATE_CREATE", "OWNER_ID", "ENTITY_ID"):
+                if name in entity.by_name:
+                    self.db.execute(
+                        f"CREATE INDEX IF NOT EXISTS ix_{entity.table}_{name.lower()} "
+                        f'ON {entity.table}("{name}")'
+                    )
+        self.json_columns[entity.table] = entity.json_columns
 
     # -- generic helpers ------------------------------------------------------------------
 
@@ -129,7 +156,7 @@ class Store:
         """One row by ID, JSON columns decoded."""
         with self.lock:
             row = self.db.execute(f"SELECT * FROM {table} WHERE ID = ?", (ident,)).fetchone()
-        return None if row is None else _decode(row, table)
+        return None if row is None else self._decode(row, table)
 
     def select(
         self,
@@ -147,8 +174,23 @@ class Store:
             sql += " LIMIT ? OFFSET ?"
             params += [limit, offset]
         with self.lock:
-            rows = self.db.execute(sql, params).fetchall()
-        return [_decode(r, table) for r in rows]
+            # Plain tuples and the names once: a page of wide records is built several times
+            # faster than through sqlite3.Row.
+            cursor = self.db.cursor()
+            cursor.row_factory = None
+            rows = cursor.execute(sql, params).fetchall()
+            names = [d[0] for d in cursor.description]
+        json_columns = self.json_columns.get(table, frozenset())
+        decoded = [(i, name, name in _OBJECT_COLUMNS) for i, name in enumerate(names)
+                   if name in json_columns]
+        out = []
+        for row in rows:
+            record = dict(zip(names, row, strict=True))
+            for i, name, is_object in decoded:
+                raw = row[i]
+                record[name] = json.loads(raw) if raw else ({} if is_object else [])
+            out.append(record)
+        return out
 
     def count(self, table: str, where: str = "1", args: Sequence[Any] = ()) -> int:
         """How many rows match."""
@@ -177,6 +219,17 @@ class Store:
             for table in tables:
                 self.db.execute(f'DELETE FROM "{table}"')
             self.db.execute("DELETE FROM sqlite_sequence")
+            self.cache.clear()
+
+    def _decode(self, row: sqlite3.Row, table: str) -> dict[str, Any]:
+        out = dict(row)
+        for name in self.json_columns.get(table, ()):
+            raw = out.get(name)
+            if raw:
+                out[name] = json.loads(raw)
+            elif name in out:
+                out[name] = {} if name in _OBJECT_COLUMNS else []
+        return out
 
     def close(self) -> None:
         """Close the connection."""
@@ -184,25 +237,11 @@ class Store:
             self.db.close()
 
 
-#: Columns holding JSON, per table.
-_JSON_COLUMNS: dict[str, frozenset[str]] = {
-    **{
-        e.table: frozenset({"UF", *(f.name for f in e.fields if f.is_multifield)})
-        for e in ENTITIES.values()
-    },
-    "users": frozenset({"UF_DEPARTMENT"}),
-}
+#: JSON columns that are objects when empty (the rest are lists).
+_OBJECT_COLUMNS = frozenset({"UF", "SETTINGS", "PROVIDER_PARAMS", "DATA", "LABELS"})
 
 
 def _db_value(value: Any) -> Any:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return value
-
-
-def _decode(row: sqlite3.Row, table: str) -> dict[str, Any]:
-    out = dict(row)
-    for name in _JSON_COLUMNS.get(table, frozenset()).intersection(out):
-        raw = out[name]
-        out[name] = json.loads(raw) if raw else ([] if name != "UF" else {})
-    return out
