@@ -535,6 +535,7 @@ def test_the_progress_bar_on_a_terminal_shows_counts_and_holds(tmp_path: Path) -
             operating_window_seconds=3,
             operating_bucket_seconds=1,
             costs=costs,
+            request_time_limit=None,  # exaggerated costs: the holds, not the 60 s cap
         )
     )
     lines: list[Any] = [

@@ -64,6 +64,7 @@ async def test_a_method_hitting_its_operating_limit_mid_run() -> None:
         rate_limit=False,
         operating_limit=True,
         costs={"crm.lead.add": MethodCost(2.0), "*": MethodCost(0.2)},
+        request_time_limit=None,  # 50 adds of 2 s would pass the 60 s cap: holds are the point
     )
     cmd: dict[str, Any] = {f"a{i}": add for i, add in enumerate(adds(600))}
     cmd |= {f"u{i}": ("user.current", {}) for i in range(600)}

@@ -407,6 +407,7 @@ async def test_held_methods_and_an_async_source_on_an_injected_clock() -> None:
     emu = Emulator(EmulatorConfig(
         clock=clock.wall, rate_limit=False, operating_limit=True,
         costs={"crm.lead.add": MethodCost(2.0), "*": MethodCost(0.2)},
+        request_time_limit=None,  # exaggerated costs: the holds, not the 60 s cap
     ))
     client = BitrixClient(emu.webhook_url(), transport=httpx.ASGITransport(app=emu.app),
                           clock=clock, sleep=clock.sleep, wall_clock=clock.wall,

@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
         "--request-time-limit",
         type=float,
         default=d.request_time_limit,
-        help="cut requests off after this many modelled seconds (the cloud: 60; default none)",
+        help="cut requests off after this many modelled seconds (the cloud's 60; 0: none)",
     )
     g.add_argument("--batch-max-length", type=int, default=d.batch_max_length)
     g.add_argument("--list-page-size", type=int, default=d.list_page_size)
@@ -140,7 +140,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         batch_charge=args.batch_charge,
         batch_weight=args.batch_weight,
         time_scale=args.time_scale,
-        request_time_limit=args.request_time_limit,
+        request_time_limit=args.request_time_limit or None,
         batch_max_length=args.batch_max_length,
         list_page_size=args.list_page_size,
         max_input_vars=args.max_input_vars,

@@ -153,9 +153,8 @@ class EmulatorConfig:
 
     #: Today's cloud cuts a request off after 60 s (limits page, 2026-08): the commands that
     #: started before the cap have run, the rest have not, and the answer is a 500
-    #: ``INTERNAL_SERVER_ERROR``. ``None`` (the default, so that tests may model exaggerated
-    #: costs) = no cap; set 60 for the cloud's.
-    request_time_limit: float | None = None
+    #: ``INTERNAL_SERVER_ERROR``. ``None`` = no cap (for tests that model exaggerated costs).
+    request_time_limit: float | None = 60.0
 
     # Time.
     clock: Callable[[], float] = _default_clock
