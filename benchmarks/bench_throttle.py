@@ -84,10 +84,9 @@ class TracingEmulator(Emulator):
         return response
 
 
-#: Modelled server time of one add. The default 0.12 s is above the operating limiter's 0.1 s
-#: floor, so 3,500 adds would report ``time.operating`` = 420 s and a client that honours it
-#: (bitrix_batch does) would rightly hold ``crm.lead.add`` for minutes, even with the limit
-#: itself off. Under the floor nothing is charged: this benchmark is about the request rate.
+#: Modelled server time of one add, pinned (it is also the emulator's default now): under the
+#: operating limiter's 0.1 s floor nothing is charged, so no client holds ``crm.lead.add`` for
+#: minutes; this benchmark is about the request rate, not the operating budget.
 ADD_COST = MethodCost(0.05)
 
 
