@@ -1,0 +1,129 @@
+"""When Redis does not answer: each worker paces on its own share, and comes back to Redis.
+
+These tests run a redis-server of their own (`own_redis`) to stop, pause and resume it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from bitrix_batch import RateLimit
+from tests.fake_clock import FakeClock
+from tests.redis_support import (  # noqa: F401  (fixtures)
+    needs_coredis,
+    own_redis_fixture,
+    prefix_fixture,
+)
+
+pytestmark = [
+    needs_coredis,
+    pytest.mark.integration,
+    # coredis leaves the memory streams of a connection attempt that failed to the garbage
+    # collector, which warns about them; that is what these tests provoke.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _collect_here() -> Iterator[None]:
+    """Collect those streams now, under this module's filters, not in a later test."""
+    yield
+    gc.collect()
+
+
+async def test_unreachable_redis_falls_back_to_a_share_of_the_rate(
+    own_redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import coredis
+
+    from bitrix_batch.redis import RedisBucket, RedisLink
+
+    url = own_redis.url
+    own_redis.__exit__(None, None, None)  # nobody listens there now
+    clock = FakeClock()
+    changes: list[bool] = []
+    async with coredis.Redis.from_url(url) as redis:
+        link = RedisLink(redis, clock=clock, retry_interval=5.0, on_change=changes.append)
+        bucket = RedisBucket(
+            link, "k", RateLimit(50, 2.0), workers=4, clock=clock, sleep=clock.sleep
+        )
+        with caplog.at_level(logging.WARNING, logger="bitrix_batch.redis"):
+            for _ in range(10):
+                await bucket.acquire()
+    assert bucket.degraded
+    assert not link.available
+    assert changes == [False]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # once per outage, not per request
+    assert "Redis does not answer" in warnings[0].getMessage()
+    # A quarter of 2/s (less the 2% safety a local bucket keeps), starting full: 10 requests
+    # take 10 / 0.49 s; never a burst, so four workers falling back at once stay within the
+    # portal's rate.
+    assert clock.now == pytest.approx(10 / 0.49, rel=0.01)
+    # Redis was tried again every 5 s only, not on each request.
+    assert 1 < link.failures <= 1 + clock.now / 5.0
+
+
+async def test_a_paused_redis_times_out_and_the_workers_come_back(
+    own_redis: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import coredis
+
+    from bitrix_batch.redis import RedisBucket, RedisLink
+
+    pid = own_redis.process.pid
+    caplog.set_level(logging.INFO, logger="bitrix_batch.redis")
+    async with coredis.Redis.from_url(own_redis.url) as redis:
+        link = RedisLink(redis, timeout=0.2, retry_interval=0.3)
+        bucket = RedisBucket(link, f"{prefix}:rate", RateLimit(100, 20.0), headroom=0, workers=2)
+        await bucket.acquire()
+        assert not bucket.degraded
+        os.kill(pid, signal.SIGSTOP)  # a hung Redis: it takes the connection, never answers
+        try:
+            start = time.monotonic()
+            await bucket.acquire()
+            # The deadline, and one local slot (0.1 s), not coredis' own retries.
+            assert time.monotonic() - start < 1.0
+            assert bucket.degraded
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await anyio.sleep(0.35)  # past retry_interval
+        for _ in range(3):
+            await bucket.acquire()
+        assert not bucket.degraded
+        assert link.available
+        assert "answers again" in caplog.text
+        # Back in Redis, the level counts the four sent plus what the fallback still held.
+        level = float(await redis.get(f"{prefix}:rate") or 0)
+        assert level > 0
+        assert bucket.level >= 3
+
+
+async def test_the_budget_keeps_its_holds_while_redis_is_down(own_redis: Any, prefix: str) -> None:
+    import coredis
+
+    from bitrix_batch.redis import RedisLink, SharedOperatingBudget
+
+    clock = FakeClock()
+    port = own_redis.port
+    own_redis.__exit__(None, None, None)
+    async with coredis.Redis(host="127.0.0.1", port=port) as redis:
+        link = RedisLink(redis, clock=clock)
+        budget = SharedOperatingBudget(
+            link, f"{prefix}:holds", clock=clock, sleep=clock.sleep, wall_clock=clock.wall
+        )
+        budget.observe_blocked("crm.lead.add", reset_at=clock.wall() + 30)
+        assert not await budget.sync()
+        assert budget.is_held("crm.lead.add")  # still held here
+        assert budget.unshared == {"crm.lead.add": 30.0}  # to be shared once Redis answers
+        assert await budget.wait("batch") == 0.0
