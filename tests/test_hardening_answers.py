@@ -50,12 +50,14 @@ TOKEN_FORMS = (
 )
 
 
-def client_for(fake: FakeBitrix, url: Any = WEBHOOK, **kw: Any) -> BitrixClient:
+def client_for(fake: FakeBitrix | None, url: Any = WEBHOOK, **kw: Any) -> BitrixClient:
+    """A client of `fake` (or of ``transport=``) on a fake clock, tried once."""
     clock = FakeClock()
     kw.setdefault("retry", RetryPolicy.testing())
+    transport = kw.pop("transport") if fake is None else fake.transport()
     return BitrixClient(
         url,
-        transport=fake.transport(),
+        transport=transport,
         rate_limit=None,
         clock=clock,
         sleep=clock.sleep,
@@ -542,10 +544,19 @@ def test_a_direct_call_refuses_bytes_that_are_not_utf8_spliced_into_it() -> None
     assert render_direct(t, lambda token: "ok") == {"fields": {"TITLE": "$total[u]", "C": "ok"}}
 
 
+async def traceback_of_a_call(handler: Any) -> str:
+    """The printed traceback of the `TransportError` a call through `handler` ends with."""
+    import traceback
+
+    async with client_for(None, transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(TransportError) as info:
+            await client.call("user.current")
+    return "".join(traceback.format_exception(info.value))
+
+
 async def test_a_transport_error_quoting_the_url_is_masked_down_the_whole_chain() -> None:
     """The httpx error stays the cause (it decides whether the call ran) but a printed
     traceback shows its text and the text of what it was raised from: all masked."""
-    import traceback
 
     def refuse(request: httpx.Request) -> httpx.Response:
         try:
@@ -553,27 +564,13 @@ async def test_a_transport_error_quoting_the_url_is_masked_down_the_whole_chain(
         except OSError as low:
             raise httpx.ConnectError(f"cannot reach {request.url}", request=request) from low
 
-    clock = FakeClock()
-    async with BitrixClient(
-        WEBHOOK,
-        transport=httpx.MockTransport(refuse),
-        rate_limit=None,
-        retry=RetryPolicy.testing(),
-        clock=clock,
-        sleep=clock.sleep,
-        wall_clock=clock.wall,
-    ) as client:
-        with pytest.raises(TransportError) as info:
-            await client.call("crm.lead.get", {"id": 1})
-    printed = "".join(traceback.format_exception(info.value))
+    printed = await traceback_of_a_call(refuse)
     assert "ConnectError" in printed  # the chain is kept
     assert "no route to" in printed
     assert CODE not in printed
 
 
 async def test_masking_reaches_exception_groups_os_error_fields_and_contexts() -> None:
-    import traceback
-
     def failing(request: httpx.Request) -> httpx.Response:
         group = ExceptionGroup("attempts", [OSError(f"cannot reach {request.url}")])
         named = OSError(2, f"refused by {request.url}", f"/run/{CODE}.sock")
@@ -585,19 +582,7 @@ async def test_masking_reaches_exception_groups_os_error_fields_and_contexts() -
         except OSError as exc:
             raise httpx.ConnectError("connect failed", request=request) from exc
 
-    clock = FakeClock()
-    async with BitrixClient(
-        WEBHOOK,
-        transport=httpx.MockTransport(failing),
-        rate_limit=None,
-        retry=RetryPolicy.testing(),
-        clock=clock,
-        sleep=clock.sleep,
-        wall_clock=clock.wall,
-    ) as client:
-        with pytest.raises(TransportError) as info:
-            await client.call("user.current")
-    printed = "".join(traceback.format_exception(info.value))
+    printed = await traceback_of_a_call(failing)
     assert "cannot reach" in printed
     assert ".sock" in printed
     assert CODE not in printed

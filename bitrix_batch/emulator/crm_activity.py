@@ -13,6 +13,7 @@ from typing import Any
 from . import errors
 from .crm_tables import ACTIVITY, ENTITY_BY_TYPE_ID, TIMELINE_COMMENT
 from .engine import CallContext, Engine, MethodResult
+from .entities import field_entry
 from .php import PhpKey, php_intval, php_str, php_values
 
 __all__ = ["register_activity"]
@@ -218,15 +219,7 @@ def communication_fields(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodR
     """``crm.activity.communication.fields``."""
 
     def entry(kind: str, title: str, required: bool = False) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "isRequired": required,
-            "isReadOnly": False,
-            "isImmutable": False,
-            "isMultiple": False,
-            "isDynamic": False,
-            "title": title,
-        }
+        return field_entry(kind, title, required=required)
 
     return MethodResult(
         {

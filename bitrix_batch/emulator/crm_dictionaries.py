@@ -13,6 +13,7 @@ from typing import Any
 from . import errors
 from .crm_types import dynamic_entity
 from .engine import CallContext, Engine, MethodResult
+from .entities import field_entry
 from .php import PhpKey, php_intval, php_str
 from .query import Column, build_order, build_where
 
@@ -356,15 +357,9 @@ def status_fields(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResult:
         required: bool = False,
         immutable: bool = False,
     ) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "isRequired": required,
-            "isReadOnly": read_only,
-            "isImmutable": immutable,
-            "isMultiple": False,
-            "isDynamic": False,
-            "title": title,
-        }
+        return field_entry(
+            kind, title, required=required, read_only=read_only, immutable=immutable
+        )
 
     return MethodResult(
         {
@@ -573,15 +568,7 @@ def category_fields(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResult
     """``crm.category.fields``."""
 
     def entry(kind: str, title: str, read_only: bool = False) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "isRequired": title == "Name",
-            "isReadOnly": read_only,
-            "isImmutable": False,
-            "isMultiple": False,
-            "isDynamic": False,
-            "title": title,
-        }
+        return field_entry(kind, title, required=title == "Name", read_only=read_only)
 
     return MethodResult(
         {
@@ -673,15 +660,7 @@ def dealcategory_fields(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodRe
     """``crm.dealcategory.fields``."""
 
     def entry(kind: str, title: str, read_only: bool = False) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "isRequired": title == "Name",
-            "isReadOnly": read_only,
-            "isImmutable": False,
-            "isMultiple": False,
-            "isDynamic": False,
-            "title": title,
-        }
+        return field_entry(kind, title, required=title == "Name", read_only=read_only)
 
     return MethodResult(
         {

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .engine import CallContext, Engine, MethodResult
+from .entities import field_entry
 from .php import PhpKey
 
 __all__ = ["register_enums"]
@@ -87,15 +88,7 @@ def enum_fields(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResult:
     """``crm.enum.fields``: the shape of every enum entry."""
 
     def entry(kind: str, title: str) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "isRequired": False,
-            "isReadOnly": True,
-            "isImmutable": False,
-            "isMultiple": False,
-            "isDynamic": False,
-            "title": title,
-        }
+        return field_entry(kind, title, read_only=True)
 
     return MethodResult(
         {
@@ -116,15 +109,7 @@ def multifield_fields(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResu
     """``crm.multifield.fields``: the entry of PHONE/EMAIL/WEB/IM/LINK lists."""
 
     def entry(kind: str, title: str, read_only: bool) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "isRequired": False,
-            "isReadOnly": read_only,
-            "isImmutable": False,
-            "isMultiple": False,
-            "isDynamic": False,
-            "title": title,
-        }
+        return field_entry(kind, title, read_only=read_only)
 
     return MethodResult(
         {

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import errors
 from .engine import CallContext, Engine, MethodResult
-from .entities import camel
+from .entities import camel, field_entry
 from .php import PhpKey, php_intval, php_str, php_values
 from .query import Column, build_order, build_where
 
@@ -354,15 +354,13 @@ def item_fields(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResult:
     }
     names = ["id", "ownerId", "ownerType", *_LEGACY_KEYS]
     described = {
-        name: {
-            "type": kinds.get(name, "double" if name in _NUMBERS else "integer"),
-            "isRequired": name in ("ownerId", "ownerType"),
-            "isReadOnly": name == "id",
-            "isImmutable": name in ("ownerId", "ownerType"),
-            "isMultiple": False,
-            "isDynamic": False,
-            "title": name,
-        }
+        name: field_entry(
+            kinds.get(name, "double" if name in _NUMBERS else "integer"),
+            name,
+            required=name in ("ownerId", "ownerType"),
+            read_only=name == "id",
+            immutable=name in ("ownerId", "ownerType"),
+        )
         for name in names
     }
     return MethodResult({"fields": described})

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import errors
 from .engine import CallContext, Engine, MethodResult
-from .entities import Entity
+from .entities import Entity, field_entry
 from .php import PhpKey, php_intval, php_str, php_values
 
 __all__ = ["RELATED_FIELDS", "forget_relations", "register_relations", "sync_fields"]
@@ -270,15 +270,7 @@ class _Handlers:
 
     def fields(self, ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResult:
         def entry(kind: str, title: str, required: bool = False) -> dict[str, Any]:
-            return {
-                "type": kind,
-                "isRequired": required,
-                "isReadOnly": False,
-                "isImmutable": False,
-                "isMultiple": False,
-                "isDynamic": False,
-                "title": title,
-            }
+            return field_entry(kind, title, required=required)
 
         target = "crm_contact" if self.b.item_type == 3 else "crm_company"
         return MethodResult(

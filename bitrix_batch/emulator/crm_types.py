@@ -11,7 +11,7 @@ from typing import Any
 
 from . import errors
 from .engine import CallContext, Engine, MethodResult
-from .entities import Entity, parse_fields
+from .entities import Entity, field_entry, parse_fields
 from .php import PhpKey, php_intval, php_shape, php_str
 from .query import Column, build_order, build_where
 from .store import Store
@@ -251,15 +251,7 @@ def type_fields(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResult:
     """The fields of a type record."""
 
     def entry(kind: str, title: str, read_only: bool = False) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "isRequired": title == "Title",
-            "isReadOnly": read_only,
-            "isImmutable": False,
-            "isMultiple": False,
-            "isDynamic": False,
-            "title": title,
-        }
+        return field_entry(kind, title, required=title == "Title", read_only=read_only)
 
     described = {
         "id": entry("integer", "ID", True),

@@ -24,6 +24,7 @@ __all__ = [
     "Field",
     "Stamps",
     "camel",
+    "field_entry",
     "multifield_in",
     "parse_fields",
     "uncamel",
@@ -51,6 +52,27 @@ _JSON_TYPES = frozenset(
     {"crm_multifield", "crm_activity_communication", "crm_activity_binding", "object", "diskfile"}
 )
 _DATE_TYPES = frozenset({"date", "datetime"})
+
+
+def field_entry(
+    kind: str,
+    title: str,
+    *,
+    required: bool = False,
+    read_only: bool = False,
+    immutable: bool = False,
+) -> dict[str, Any]:
+    """One ``*.fields`` entry of a field that is no stored column (dictionaries, bindings,
+    types), in the shape every ``*.fields`` method prints."""
+    return {
+        "type": kind,
+        "isRequired": required,
+        "isReadOnly": read_only,
+        "isImmutable": immutable,
+        "isMultiple": False,
+        "isDynamic": False,
+        "title": title,
+    }
 
 
 @dataclass(frozen=True)
