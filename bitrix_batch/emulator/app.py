@@ -23,6 +23,7 @@ from .batch import batch_handler
 from .batch_import import register_batch_import
 from .config import EmulatorConfig
 from .crm import register_crm
+from .crm_activity_app import register_activity_app
 from .engine import Caller, Engine, Timeline
 from .entities import ENTITIES
 from .faults import DroppedConnection, FaultInjector, html_page
@@ -73,6 +74,7 @@ class Emulator:
         self.stats = Stats()
         self.engine = Engine(cfg, self.store, self.stats, self.lock)
         register_crm(self.engine)
+        register_activity_app(self.engine)  # after crm: it builds on the activity methods
         register_users(self.engine)
         register_tasks(self.engine)
         register_platform(self.engine)
