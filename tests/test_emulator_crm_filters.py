@@ -117,3 +117,11 @@ async def test_an_empty_or_array_stage_on_update_keeps_the_stage() -> None:
             await a.call("crm.deal.update", {"id": ident, "fields": {"STAGE_ID": value}})
             _, got = await a.call("crm.deal.get", {"id": ident})
             assert got["result"]["STAGE_ID"] == "NEW"
+
+
+async def test_tasks_take_a_huge_start_as_an_empty_page() -> None:
+    async with api() as a:
+        for start in (10**20, 1e308):
+            status, body = await a.call("tasks.task.list", {"start": start})
+            assert status == 200, body
+            assert body["result"]["tasks"] == []

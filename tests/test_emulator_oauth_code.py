@@ -6,6 +6,8 @@ import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from bitrix_batch import BitrixClient, OAuth, RetryPolicy
 from tests.emulator_support import FakeClock, api, make_emulator
 
@@ -88,7 +90,7 @@ async def test_unknown_code_and_unknown_grant() -> None:
 
 
 async def test_authorize_endpoint_redirects_with_a_code_and_the_state() -> None:
-    async with api() as a:
+    async with api(oauth_redirect_uris=frozenset({"https://app.invalid/callback"})) as a:
         emu = a.emulator
         response = await a.client.get(
             "/oauth/authorize/",
@@ -149,3 +151,43 @@ async def test_the_client_runs_on_tokens_from_a_code() -> None:
         assert (await client.call("user.current"))["ID"] == "1"
     assert emu.stats.oauth_codes_exchanged == 1
     assert emu.stats.oauth_refreshes == 1
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://evil.example/steal",
+        "javascript:alert(1)",
+        "http://127.0.0.1/\r\nSet-Cookie: pwned=1",
+        "http://127.0.0.1.evil.example/",
+    ],
+)
+async def test_authorize_never_sends_a_code_to_an_address_nobody_registered(uri: str) -> None:
+    async with api() as a:
+        emu = a.emulator
+        response = await a.client.get(
+            "/oauth/authorize/",
+            params={"client_id": emu.config.oauth_client_id, "redirect_uri": uri},
+        )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert "location" not in response.headers
+    assert "code" not in response.text
+
+
+async def test_authorize_redirects_to_this_machine_keeping_query_and_fragment_apart() -> None:
+    async with api() as a:
+        emu = a.emulator
+        response = await a.client.get(
+            "/oauth/authorize/",
+            params={
+                "client_id": emu.config.oauth_client_id,
+                "redirect_uri": "http://127.0.0.1:8080/cb?app=1#done",
+            },
+        )
+    assert response.status_code == 302
+    location = urlsplit(response.headers["location"])
+    assert location.fragment == "done"
+    values = parse_qs(location.query)
+    assert values["app"] == ["1"]
+    assert "code" in values

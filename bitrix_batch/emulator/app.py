@@ -13,7 +13,7 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import anyio
 
@@ -396,6 +396,11 @@ class Emulator:
         if php_str(params.get("client_id", "")) != cfg.oauth_client_id:
             # Answered as the token endpoint answers an unknown application.
             return _Response(200, b'{"error":"wrong_client"}', b"application/json")
+        redirect = php_str(params.get("redirect_uri", ""))
+        if redirect and not _allowed_redirect(redirect, cfg.oauth_redirect_uris):
+            # Never a code to an address the application did not register.
+            body_text = b'{"error":"invalid_request","error_description":"Wrong redirect_uri"}'
+            return _Response(400, body_text, b"application/json")
         scopes = cfg.oauth_scopes
         values = {
             "code": self.auth.issue_code(),
@@ -405,10 +410,10 @@ class Emulator:
             "scope": ",".join(sorted(scopes)) if scopes is not None else "app",
             "server_domain": "oauth.bitrix.info",
         }
-        redirect = php_str(params.get("redirect_uri", ""))
         if redirect:
-            sep = "&" if "?" in redirect else "?"
-            location = (redirect + sep + urlencode(values)).encode("latin-1", "replace")
+            parts = urlsplit(redirect)
+            query_text = f"{parts.query}&{urlencode(values)}" if parts.query else urlencode(values)
+            location = urlunsplit(parts._replace(query=query_text)).encode("ascii")
             return _Response(302, b"", b"text/plain", headers=[(b"location", location)])
         return _Response(200, json.dumps(values).encode(), b"application/json")
 
@@ -443,3 +448,18 @@ def _strip_suffix(method: str) -> str:
     """``crm.lead.get.json`` -> ``crm.lead.get`` (only an exact ``json``/``xml`` segment)."""
     head, _, suffix = method.rpartition(".")
     return head if head and suffix in ("json", "xml") else method
+
+
+def _allowed_redirect(uri: str, registered: frozenset[str]) -> bool:
+    """Whether ``/oauth/authorize/`` may send a code to `uri`: a registered handler, or
+    http(s) to this machine; never text with control characters or non-ASCII (a header)."""
+    if not uri.isascii() or any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
+        return False
+    if uri in registered:
+        return True
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and host in ("127.0.0.1", "::1", "localhost")

@@ -110,6 +110,9 @@ class EmulatorConfig:
     oauth_client_secret: str = "emulator-client-secret"
     #: Scopes of OAuth tokens; ``None`` grants every scope.
     oauth_scopes: frozenset[str] | None = None
+    #: Where ``/oauth/authorize/`` may send a code (the application's registered handler);
+    #: http(s) to this machine (127.0.0.1, ::1, localhost) is always allowed.
+    oauth_redirect_uris: frozenset[str] = frozenset()
     #: Lifetime of an ``authorization_code`` grant's code (30 s, D11).
     oauth_code_ttl: float = 30.0
     #: Whether a refresh also kills the access token issued with the refresh token used, as

@@ -161,7 +161,8 @@ def _list(ctx: CallContext, params: dict[PhpKey, Any]) -> MethodResult:
     # The server reads and removes exactly `start` (§6).
     start = php_intval(params.get("start", 0))
     counted = start != -1
-    offset = 0 if not counted else max(0, int(start / size) * size)
+    # Integers (a float loses a huge start's digits); SQLite takes offsets below 2**63.
+    offset = 0 if not counted else min(max(0, start // size * size), 2**63 - 1)
     rows = ctx.store.select(TASK_TABLE, where, args, order, size, offset)
     total = ctx.store.count(TASK_TABLE, where, args) if counted else None
     wanted = _wanted(named.get("select"))
