@@ -54,6 +54,7 @@ async def work(index: int, webhook: str, redis_url: str, journal: Path) -> None:
         with Journal(journal) as log:
             async with BitrixClient(webhook, **limits.client_options()) as client:
                 result = await client.batch(cmd, journal=log)
+        await limits.flush()  # a 503 this worker saw last is written for the others too
     ok = sum(r.status is Status.OK for r in result.values())
     print(f"worker {index}: {ok} of {len(cmd)} leads added")
 

@@ -222,3 +222,92 @@ def test_core_does_not_import_it() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+async def test_concurrent_callers_report_a_503_once(redis: Any, prefix: str) -> None:
+    """The 503s waiting to be written are taken by one reservation, not by each caller."""
+    bucket = make_bucket(redis, prefix, RateLimit(50, 2.0))
+    bucket.on_rejected()
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(bucket.acquire)
+    await redis.delete([bucket.key])
+    await bucket.acquire()  # no new 503: an empty bucket gets one request
+    assert bucket.level == pytest.approx(1.0, abs=0.05)
+    bucket.on_rejected()
+    await bucket.acquire()  # a new 503: the bucket is full, then this one
+    assert bucket.level == pytest.approx(51.0, abs=0.05)
+
+
+async def test_flush_writes_a_503_without_a_request(redis: Any, prefix: str) -> None:
+    sleep = RecordingSleep()
+    one = make_bucket(redis, prefix, RateLimit(5, 10.0))
+    two = make_bucket(redis, prefix, RateLimit(5, 10.0), sleep=sleep)
+    assert await one.flush()  # nothing to write
+    assert await redis.exists([one.key]) == 0
+    one.on_rejected()
+    assert await one.flush()
+    await two.acquire()  # the other worker sees the bucket full
+    assert len(sleep.calls) == 1
+    assert 0.1 - 0.02 < sleep.calls[0] <= 0.1 + 0.001
+
+
+async def test_a_cancelled_caller_gives_its_slot_back(redis: Any, prefix: str) -> None:
+    from bitrix_batch.redis import RedisBucket, RedisLink
+
+    waiting = RedisBucket(RedisLink(redis), f"{prefix}:rate", RateLimit(2, 10.0), headroom=0)
+    sleep = RecordingSleep()
+    other = make_bucket(redis, prefix, RateLimit(2, 10.0), sleep=sleep)
+    await waiting.acquire()
+    await waiting.acquire()  # the burst is gone: the next slot is 0.1 s away
+    start = time.monotonic()
+    with anyio.move_on_after(0.03) as scope:
+        await waiting.acquire()
+    assert scope.cancelled_caught
+    await other.acquire()
+    # The cancelled caller's slot was given back: the other worker gets it, 0.1 s after the
+    # start, not the one after it (0.2 s).
+    assert 0.1 - 0.005 < sleep.ends[0] - start < 0.1 + SLACK
+    assert waiting.waiters == 0
+
+
+async def test_callers_that_keep_giving_up_do_not_block_the_bucket(redis: Any, prefix: str) -> None:
+    """Callers with a deadline of their own, retrying: the slots they leave are not lost."""
+    from bitrix_batch.redis import RedisBucket, RedisLink
+
+    bucket = RedisBucket(RedisLink(redis), f"{prefix}:rate", RateLimit(2, 50.0), headroom=0)
+    admitted = 0
+    stop = anyio.current_time() + 0.5
+
+    async def caller() -> None:
+        nonlocal admitted
+        while anyio.current_time() < stop:
+            with anyio.move_on_after(0.03):
+                await bucket.acquire()
+                admitted += 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(caller)
+    # 2 + 0.5 s x 50/s = 27 at most; with the slots kept, 8 callers would reserve 8 slots
+    # per 0.03 s (270/s) and only the first few would be served.
+    assert 18 <= admitted <= 28
+    assert bucket.level < 10
+
+
+async def test_shared_limits_flush_writes_the_503s_and_holds(redis: Any, prefix: str) -> None:
+    from bitrix_batch.redis import SharedLimits
+
+    hook = "https://portal.bitrix24.com/rest/1/code/"
+    sleep = RecordingSleep()
+    one = SharedLimits(redis, hook, prefix=prefix, headroom=0)
+    two = SharedLimits(redis, hook, prefix=prefix, headroom=0, sleep=sleep)
+    one.bucket.on_rejected()
+    one.budget.observe_blocked("crm.lead.add")
+    assert await one.flush()
+    assert one.budget.unshared == {}
+    await two.budget.sync()
+    assert two.budget.is_held("crm.lead.add")
+    assert two.bucket.level == 0.0
+    await two.bucket.acquire()  # the bucket is full: one interval (0.5 s at 2/s) to wait
+    assert sleep.calls == [pytest.approx(0.5, abs=0.02)]

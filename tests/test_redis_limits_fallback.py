@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from bitrix_batch import RateLimit
@@ -104,8 +105,8 @@ async def test_a_paused_redis_times_out_and_the_workers_come_back(
         assert link.available
         assert "answers again" in caplog.text
         # Back in Redis, the level counts the four sent plus what the fallback still held.
-        level = float(await redis.get(f"{prefix}:rate") or 0)
-        assert level > 0
+        tat = float((await redis.get(f"{prefix}:rate")).split()[0])
+        assert tat > 0
         assert bucket.level >= 3
 
 
@@ -127,3 +128,106 @@ async def test_the_budget_keeps_its_holds_while_redis_is_down(own_redis: Any, pr
         assert budget.is_held("crm.lead.add")  # still held here
         assert budget.unshared == {"crm.lead.add": 30.0}  # to be shared once Redis answers
         assert await budget.wait("batch") == 0.0
+
+
+async def test_the_fallback_waits_for_the_slots_already_reserved(
+    own_redis: Any, prefix: str
+) -> None:
+    """Slots reserved in Redis are still being sent: the fallback starts when they end."""
+    import coredis
+
+    from bitrix_batch.redis import RedisBucket, RedisLink
+
+    clock = FakeClock()
+    sent: list[float] = []
+    async with coredis.Redis.from_url(own_redis.url) as redis:
+        link = RedisLink(redis, clock=clock, timeout=0.2, retry_interval=100.0)
+        recorded: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            # While Redis answers, the fake clock stays still, like the server's (almost).
+            if link.available:
+                recorded.append(seconds)
+            await (clock.sleep(seconds) if not link.available else anyio.lowlevel.checkpoint())
+
+        bucket = RedisBucket(
+            link,
+            f"{prefix}:rate",
+            RateLimit(10, 10.0),
+            headroom=0,
+            workers=2,
+            clock=clock,
+            sleep=sleep,
+        )
+        for _ in range(15):  # 10 at once, 5 reserved for the next 0.5 s
+            await bucket.acquire()
+        assert len(recorded) == 5
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                await bucket.acquire()
+                sent.append(clock.now)
+        finally:
+            os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert bucket.degraded
+    # The reserved slots end 1.5 s after the start; from then on a share of 5/s less 2%,
+    # starting full: one request every 1 / 4.9 s.
+    step = 1 / 4.9
+    assert sent == pytest.approx([1.5 + step, 1.5 + 2 * step, 1.5 + 3 * step], abs=0.02)
+
+
+async def test_callers_waiting_in_the_fallback_go_back_to_redis(
+    own_redis: Any, prefix: str
+) -> None:
+    """Once Redis answers, nothing more is sent on the fallback, uncounted in Redis."""
+    import coredis
+
+    from bitrix_batch.redis import RedisBucket, RedisLink
+
+    pid = own_redis.process.pid
+    back: list[int] = []
+    async with coredis.Redis.from_url(own_redis.url) as redis:
+        bucket: Any = None
+
+        def changed(available: bool) -> None:
+            if available:  # how many the fallback had sent when Redis came back
+                back.append(bucket._fallback.sent if bucket._fallback is not None else -1)
+
+        costs: list[float] = []
+
+        class SpyLink(RedisLink):
+            async def run(self, source: str, keys: Any, args: Any, **options: Any) -> Any:
+                reply = await super().run(source, keys, args, **options)
+                if reply is not None:  # the cost of each reservation Redis took
+                    costs.append(float(args[3]))
+                return reply
+
+        link = SpyLink(redis, timeout=0.1, retry_interval=0.2, on_change=changed)
+        bucket = RedisBucket(link, f"{prefix}:rate", RateLimit(4, 20.0), headroom=0, workers=4)
+        os.kill(pid, signal.SIGSTOP)
+        shares: list[Any] = []
+
+        async def resume() -> None:
+            await anyio.sleep(0.45)
+            shares.append(bucket._fallback)
+            os.kill(pid, signal.SIGCONT)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(resume)
+                for _ in range(8):
+                    tg.start_soon(bucket.acquire)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert not bucket.degraded
+        assert len(back) == 1
+        assert back[0] >= 1
+        assert shares[0].sent == back[0]  # and none after Redis answered
+        # What the fallback sent and has not drained (at its share of the rate, so at least
+        # what the portal still counts) went to Redis with the first reservation after, and
+        # what the other three workers' shares (5/s each) may send until their next try
+        # (0.2 s, plus a call's 0.1 s) finds Redis back.
+        others = 3 * 5.0 * (0.2 + 0.1)
+        assert costs[0] >= 1.0 + others
+        assert others <= sum(cost - 1.0 for cost in costs) <= back[0] + others
+        assert bucket._debt == 0

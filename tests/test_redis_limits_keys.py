@@ -76,3 +76,48 @@ def test_bad_inputs() -> None:
         PortalKey.for_webhook("https://portal.bitrix24.com/rest/")
     with pytest.raises(ValueError, match="client id"):
         PortalKey.for_application("https://portal.bitrix24.com/rest/", "")
+
+
+def test_international_names_stay_apart() -> None:
+    from bitrix_batch.redis import PortalKey
+
+    mine = PortalKey.for_webhook("https://мой.рф/rest/1/code/")
+    ours = PortalKey.for_webhook("https://наш.рф/rest/1/code/")
+    assert mine.rate_key != ours.rate_key
+    assert mine.portal == "мой.рф".encode("idna").decode()
+    assert mine.rate_key.isascii()
+
+
+def test_the_default_port_is_the_same_portal() -> None:
+    from bitrix_batch.redis import PortalKey
+
+    plain = PortalKey.of(HOOK)
+    assert PortalKey.of("https://portal.bitrix24.com:443/rest/7/s3cr3tc0de0000/") == plain
+    assert PortalKey.of("http://box.example:80/rest/1/c/").portal == "box.example"
+    assert PortalKey.of("https://box.example:8443/rest/1/c/").portal == "box.example:8443"
+    assert PortalKey.of("http://box.example:443/rest/1/c/").portal == "box.example:443"
+
+
+def test_portals_under_a_path_stay_apart() -> None:
+    from bitrix_batch.redis import PortalKey
+
+    root = PortalKey.for_webhook("https://box.example/rest/1/c/")
+    crm = PortalKey.for_webhook("https://box.example/crm/rest/1/c/")
+    a_b = PortalKey.for_webhook("https://box.example/a_b/rest/1/c/")
+    a_slash_b = PortalKey.for_webhook("https://box.example/a/b/rest/1/c/")
+    keys = {k.rate_key for k in (root, crm, a_b, a_slash_b)}
+    assert len(keys) == 4
+    assert root.rate_key == "bitrix_batch:rate:box.example"
+    app = PortalKey.for_application("https://box.example/crm/rest/", "app.1")
+    assert app.rate_key == crm.rate_key
+    assert PortalKey.for_application("https://box.example", "app.1").rate_key == root.rate_key
+
+
+def test_unsafe_egress_names_are_digested_not_merged() -> None:
+    from bitrix_batch.redis import PortalKey
+
+    one = PortalKey.of(HOOK, egress="nat/1")
+    two = PortalKey.of(HOOK, egress="nat_1")
+    assert one.rate_key != two.rate_key
+    assert "/" not in one.rate_key
+    assert two.rate_key.endswith(":nat_1")  # safe names are kept as they are

@@ -11,11 +11,14 @@ import anyio
 
 from bitrix_batch._throttle import Clock, LeakyBucket, RateLimit, Sleep
 
+from ._fallback import LocalShare
 from ._keys import PortalKey
 from ._link import RedisLink
-from ._scripts import RESERVE
+from ._scripts import RELEASE, RESERVE
 
 __all__ = ["RedisBucket"]
+
+_EPSILON = 1e-9
 
 
 class RedisBucket:
@@ -34,16 +37,19 @@ class RedisBucket:
     2 per second) without overflowing the server's bucket, which costs nothing in sustained
     throughput. So the rate itself is the server's by default (``safety`` 0; `LeakyBucket`,
     which has no headroom, holds back 2% instead). A 503 ``QUERY_LIMIT_EXCEEDED`` still seen
-    is reported with ``on_rejected()``: the next reservation then starts from a full bucket,
-    for every worker.
+    is reported with ``on_rejected()``: the next reservation (or `flush()`) then starts from a
+    full bucket, for every worker. A caller cancelled while it sleeps gives its slot back.
 
-    When Redis does not answer (see `RedisLink`): each worker paces on a local `LeakyBucket`
-    at ``1/workers`` of the rate and of the burst, starting full, so that all of them
-    together stay within the portal's limit and nothing is ever sent unpaced (with at least
-    `LeakyBucket`'s 2% safety, as there is no shared headroom then). Redis is tried
-    again every ``retry_interval``; on its return the requests the local bucket still holds
-    are added to the shared one. A slot reserved by a caller that is then cancelled is not
-    given back: the bucket errs on the slow side.
+    When Redis does not answer (see `RedisLink`), each worker paces on a local share of
+    ``1/workers`` of the rate and of the burst (with at least `LeakyBucket`'s 2% safety, as
+    there is no shared headroom then), so that all of them together stay within the portal's
+    limit; nothing is ever sent unpaced. The share sends nothing before the slots this worker
+    last saw reserved in Redis end (their callers are still sending at the full rate), then
+    starts full. Its callers look at Redis again after each sleep, and go back to it once it
+    answers; what the share sent and has not drained is counted in Redis then, with what the
+    other workers' shares may send until they find Redis back too. A worker cut
+    off from a Redis the others still reach adds its share to their full rate: see
+    docs/shared-limits.md.
 
     Args:
         link: The Redis connection (`RedisLink`).
@@ -64,7 +70,9 @@ class RedisBucket:
     __slots__ = (
         "_capacity",
         "_clock",
+        "_debt",
         "_fallback",
+        "_horizon",
         "_interval",
         "_key",
         "_level",
@@ -82,6 +90,10 @@ class RedisBucket:
     DEFAULT_HEADROOM: ClassVar[int] = 2
     #: The default fraction of the drain rate held back: none, the headroom absorbs jitter.
     DEFAULT_SAFETY: ClassVar[float] = 0.0
+    #: Requests queued beyond the burst past which a stored level is taken for a bad value.
+    MAX_QUEUE: ClassVar[int] = 1000
+    #: The most seconds a cancelled caller spends giving its slot back.
+    RELEASE_TIMEOUT: ClassVar[float] = 0.25
 
     def __init__(
         self,
@@ -113,7 +125,9 @@ class RedisBucket:
         self._workers = workers
         self._clock = clock
         self._sleep = sleep
-        self._fallback: LeakyBucket | None = None
+        self._fallback: LocalShare | None = None
+        self._horizon = -math.inf  # local time the slots last seen reserved in Redis end
+        self._debt = 0.0  # fallback requests not yet counted in Redis
         self._rejections = 0  # 503s seen and not yet written to Redis
         self._level = 0.0  # the shared level after this worker's last reservation
         self._waiters = 0
@@ -167,58 +181,123 @@ class RedisBucket:
         """Reserve the next slot in the shared bucket, sleep until it, return the wait.
 
         Returns:
-            The seconds spent waiting (the Redis round trip included).
+            The seconds spent waiting (the Redis round trips included).
         """
         start = self._clock()
         self._waiters += 1
         try:
-            if self._link.due():
-                rejections = self._rejections
-                fallback = self._fallback
-                carry = fallback.level if fallback is not None else 0.0
-                reply = await self._link.run(
-                    RESERVE,
-                    [self._key],
-                    [
-                        f"{self._interval:.9f}",
-                        str(self._capacity),
-                        f"{1.0 + carry:.6f}",
-                        str(self._limit.burst if rejections else 0),
-                    ],
-                )
-                if reply is not None:
-                    self._rejections -= rejections
-                    if self._fallback is fallback:
-                        self._fallback = None
-                    wait, self._level = float(reply[0]), float(reply[1])
-                    if wait > 0:
-                        await self._sleep(wait)
+            # Loop: a caller waiting in the fallback goes back to Redis as soon as it answers.
+            while True:
+                if self._link.due() and await self._reserve():
                     return self._clock() - start
-            await self._local().acquire()
-            return self._clock() - start
+                share = self._local()
+                now = self._clock()
+                delay = share.delay(now)
+                if delay <= _EPSILON:
+                    share.take(now)
+                    return self._clock() - start
+                await self._sleep(min(delay, max(self._link.retry_in(), _EPSILON)))
         finally:
             self._waiters -= 1
+
+    async def flush(self) -> bool:
+        """Write the 503s seen since this worker's last reservation to Redis now.
+
+        `on_rejected()` cannot wait, so a 503 reaches Redis with the next ``acquire()``; a
+        worker that sends nothing more (it is done, or shutting down) calls this instead.
+
+        Returns:
+            True if there was nothing to write or Redis took it.
+        """
+        if not self._rejections:
+            return True
+        rejections, self._rejections = self._rejections, 0
+        args = [*self._head(), str(self._capacity), "0", str(self._limit.burst)]
+        if await self._link.run(RESERVE, [self._key], args) is None:
+            self._rejections += rejections
+            return False
+        return True
 
     def on_rejected(self) -> None:
         """Record a 503 ``QUERY_LIMIT_EXCEEDED``: the shared bucket is full.
 
-        Written to Redis with this worker's next reservation (this method cannot wait), and
-        to the local fallback at once if it is in use.
+        Written to Redis with this worker's next reservation (this method cannot wait; see
+        `flush()`), and to the local fallback at once if it is in use.
         """
         self._rejections += 1
         if self._fallback is not None:
-            self._fallback.on_rejected()
+            self._fallback.on_rejected(self._clock())
 
-    def _local(self) -> LeakyBucket:
+    async def _reserve(self) -> bool:
+        """One reservation in Redis and the sleep until its slot; False if Redis is away."""
+        # Taken before the await: concurrent callers must not each report the same 503s.
+        rejections, self._rejections = self._rejections, 0
+        owed, self._debt = self._debt, 0.0
+        fallback = self._fallback
+        sent = fallback.sent if fallback is not None else 0
+        unpaid = 0.0
+        if fallback is not None:
+            # What the fallback sent and the portal may not have drained yet; and what the
+            # other workers' fallbacks may still send before their next try finds Redis back.
+            unpaid = fallback.level(self._clock()) + self._others_until_back()
+        args = [
+            *self._head(),
+            str(self._capacity),
+            f"{1.0 + owed + unpaid:.6f}",
+            str(self._limit.burst if rejections else 0),
+        ]
+        try:
+            reply = await self._link.run(RESERVE, [self._key], args)
+        except BaseException:
+            self._rejections += rejections
+            self._debt += owed
+            raise
+        if reply is None:  # the fallback, still in place, is counted again next time
+            self._rejections += rejections
+            self._debt += owed
+            return False
+        if fallback is not None:
+            # Sent by other callers of this worker while the reply was on its way.
+            self._debt += fallback.sent - sent
+            if self._fallback is fallback:
+                self._fallback = None
+        wait, self._level = float(reply[0]), float(reply[1])
+        # Until then the slots reserved so far are being sent: a fallback waits for them.
+        self._horizon = max(self._horizon, self._clock() + self._level * self._interval)
+        if wait > 0:
+            try:
+                await self._sleep(wait)
+            except anyio.get_cancelled_exc_class():
+                # Nothing was sent for this slot: give it back, or the others would wait
+                # for it. Shielded, and bounded by a short deadline of its own.
+                with anyio.CancelScope(shield=True):
+                    await self._link.run(
+                        RELEASE, [self._key], [*self._head(), "1"], deadline=self.RELEASE_TIMEOUT
+                    )
+                raise
+        return True
+
+    def _others_until_back(self) -> float:
+        """Requests the other workers' shares may send until each of them is back in Redis.
+
+        Each tries Redis again within ``retry_interval`` (plus one call's timeout) of this
+        worker finding it back; meanwhile each may send at its share of the rate.
+        """
+        window = self._link.retry_interval + self._link.timeout
+        return (self._workers - 1) * self._rate / self._workers * window
+
+    def _head(self) -> list[str]:
+        """The first two arguments of every bucket script: interval and longest queue."""
+        most = (self._capacity + self.MAX_QUEUE) * self._interval
+        return [f"{self._interval:.9f}", f"{most:.6f}"]
+
+    def _local(self) -> LocalShare:
         if self._fallback is None:
-            self._fallback = LeakyBucket(
+            self._fallback = LocalShare(
                 self.fallback_limit(),
-                clock=self._clock,
-                sleep=self._sleep,
-                safety=max(self._safety, LeakyBucket.DEFAULT_SAFETY),
+                max(self._safety, LeakyBucket.DEFAULT_SAFETY),
+                max(self._clock(), self._horizon),
             )
-            # The shared level is unknown: start full rather than burst past the others.
-            self._fallback.on_rejected()
         return self._fallback
 
     async def __aenter__(self) -> None:

@@ -29,7 +29,8 @@ class SharedOperatingBudget(OperatingBudget):
     Redis is checked once more after the rate limiter's wait, so a batch carrying a held
     method is handed back and parked, as with a local hold.
 
-    A hold is never shortened, here or in Redis, and ends at the server's reset time. While
+    A hold is never shortened, here or in Redis, and ends at the server's reset time; as in
+    `OperatingBudget` none lasts more than ``window`` seconds, in Redis either. While
     Redis does not answer the holds stay local (each worker still sees the server's own 429s
     and ``time.operating``) and new ones are shared once it answers again.
 
@@ -100,7 +101,7 @@ class SharedOperatingBudget(OperatingBudget):
             return False
         now = self._clock()
         sent = {key: until for key, until in self._pending.items() if until > now}
-        args: list[str] = []
+        args = [f"{self._window:.6f}"]
         for key, until in sent.items():
             args += [key, f"{until - now:.6f}"]
         reply = await self._link.run(SYNC_HOLDS, [self._key], args)
@@ -112,7 +113,8 @@ class SharedOperatingBudget(OperatingBudget):
         self._pending = {k: u for k, u in self._pending.items() if u > now}
         now = self._clock()
         for key, left in zip(reply[::2], reply[1::2], strict=True):
-            until = now + float(left)
+            # No hold lasts longer than the window, whatever Redis holds (a clock step back).
+            until = now + min(float(left), self._window)
             if until > self._held.get(key, -math.inf):
                 self._held[key] = until
         return True

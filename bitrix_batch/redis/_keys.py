@@ -9,6 +9,7 @@ and, optionally, the egress address; the webhook code itself never reaches Redis
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ __all__ = ["PortalKey"]
 
 _WEBHOOK_PATH = re.compile(r"/rest/(?P<user>[^/]+)/(?P<code>[^/]+)/?$")
 _SAFE = re.compile(r"[^A-Za-z0-9.:_-]")
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 def _digest(text: str) -> str:
@@ -29,11 +31,33 @@ def _digest(text: str) -> str:
 
 
 def _portal_of(url: str) -> str:
+    """The portal a URL names: IDNA host, a port only if not the scheme's, a path prefix."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if not host:
         raise ValueError("the portal URL has no host")
-    return f"{host}:{parts.port}" if parts.port else host
+    # Two international names are two portals: keep them apart as their xn--... forms (a
+    # name IDNA does not take stays as it is, and _safe() digests it).
+    with contextlib.suppress(UnicodeError):
+        host = host.encode("idna").decode("ascii")
+    port = parts.port
+    if port is not None and _DEFAULT_PORTS.get(parts.scheme.lower()) != port:
+        host = f"{host}:{port}"
+    # A portal installed under a path (https://host/crm/rest/...) is not the one at the root.
+    path = parts.path.rstrip("/")
+    prefix = (path + "/").split("/rest/", 1)[0] if "/rest/" in path + "/" else path
+    return host + prefix
+
+
+def _safe(text: str) -> str:
+    """`text` as a key part: as is if it is made of safe characters, else with a digest.
+
+    Replacing the unsafe characters alone would make different names one (``a/b`` and
+    ``a_b``); the digest of the original keeps them apart.
+    """
+    if not _SAFE.search(text):
+        return text
+    return f"{_SAFE.sub('_', text)}~{_digest(text)[:12]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +65,8 @@ class PortalKey:
     """Whose limits these are: a portal, a credential digest, and the egress address.
 
     Attributes:
-        portal: The portal's host (with a port if the URL names one), lowercased.
+        portal: The portal's host, lowercased and IDNA-encoded, with its port unless it is
+            the scheme's default and its path prefix if it is installed under one.
         credential: A digest of the webhook (user and code) or of the application's client
             id; never the secret itself.
         egress: A name for the source address the workers send from; workers behind
@@ -104,12 +129,12 @@ class PortalKey:
     @property
     def rate_key(self) -> str:
         """The key of the portal's request bucket (per egress address)."""
-        parts = [self.prefix, "rate", _SAFE.sub("_", self.portal)]
+        parts = [self.prefix, "rate", _safe(self.portal)]
         if self.egress:
-            parts.append(_SAFE.sub("_", self.egress))
+            parts.append(_safe(self.egress))
         return ":".join(parts)
 
     @property
     def holds_key(self) -> str:
         """The key of the operating-time holds of this portal and credential (a hash)."""
-        return ":".join([self.prefix, "holds", _SAFE.sub("_", self.portal), self.credential])
+        return ":".join([self.prefix, "holds", _safe(self.portal), self.credential])

@@ -95,5 +95,14 @@ class SharedLimits:
         """``rate_limit`` and ``operating_budget`` for ``BitrixClient(url, **options)``."""
         return {"rate_limit": self.bucket, "operating_budget": self.budget}
 
+    async def flush(self) -> bool:
+        """Write what is pending to Redis now: the bucket's 503s, the budget's new holds.
+
+        For a worker that is done or shutting down (both are otherwise written with its next
+        request). Returns True if Redis took both.
+        """
+        bucket = await self.bucket.flush()
+        return await self.budget.sync() and bucket
+
     def __repr__(self) -> str:
         return f"<SharedLimits {self.key.portal} {self.link!r}>"

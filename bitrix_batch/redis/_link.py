@@ -92,10 +92,32 @@ class RedisLink:
         """Whether the next call should go to Redis: it answers, or it is time to try again."""
         return self._available or self._clock() >= self._next_try
 
-    async def run(self, source: str, keys: Sequence[str], args: Sequence[str]) -> list[str] | None:
+    @property
+    def timeout(self) -> float:
+        """The most seconds one script call may take."""
+        return self._timeout
+
+    @property
+    def retry_interval(self) -> float:
+        """Seconds between tries while Redis is down."""
+        return self._retry_interval
+
+    def retry_in(self) -> float:
+        """Seconds until the next call should go to Redis (0.0 when it answers)."""
+        return 0.0 if self._available else max(0.0, self._next_try - self._clock())
+
+    async def run(
+        self,
+        source: str,
+        keys: Sequence[str],
+        args: Sequence[str],
+        *,
+        deadline: float | None = None,
+    ) -> list[str] | None:
         """Run a Lua script; return its reply as strings, or None if Redis did not answer.
 
         Nothing is raised for Redis' own failures: they mark the link down (see the class).
+        `deadline` (seconds) shortens the link's timeout for this call.
         """
         if not self._available:  # a probe: the others keep to their fallbacks meanwhile
             self._next_try = self._clock() + self._retry_interval
@@ -103,7 +125,7 @@ class RedisLink:
         if script is None:
             script = self._scripts[source] = self._redis.register_script(source)
         try:
-            with anyio.fail_after(self._timeout):
+            with anyio.fail_after(self._timeout if deadline is None else deadline):
                 reply: Any = await script(keys=list(keys), args=list(args))
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
