@@ -311,7 +311,6 @@ class OperatingBudget:
         "_default_hold",
         "_headroom",
         "_held",
-        "_last_reset",
         "_limit",
         "_sleep",
         "_wall_clock",
@@ -349,9 +348,6 @@ class OperatingBudget:
         self._default_block = default_block
         self._default_hold = default_hold
         self._held: dict[str, float] = {}  # lowercased method -> clock time it frees up
-        #: Per method (as the caller spells it), the last ``operating_reset_at`` seen: a 429
-        #: inside a batch carries none, and the block ends when the budget frees up.
-        self._last_reset: dict[str, Any] = {}
 
     @property
     def threshold(self) -> float:
@@ -369,10 +365,7 @@ class OperatingBudget:
                 ``time``, the command's method for ``result_time[key]``).
             time_info: The object, or None when the response had none.
         """
-        if type(time_info) is dict:  # the usual answer, far under budget: a note, no hold
-            reset = time_info.get("operating_reset_at")
-            if reset is not None:
-                self._last_reset[method] = reset
+        if type(time_info) is dict:  # the usual answer, far under budget: nothing to do
             raw = time_info.get("operating")
             if (type(raw) is int or type(raw) is float) and raw < self.threshold:
                 return
@@ -391,14 +384,9 @@ class OperatingBudget:
 
         Args:
             method: The blocked method.
-            reset_at: Unix time the block ends, if known; else the last
-                ``operating_reset_at`` a response reported for the method, if it is still
-                ahead (the server frees the method then); else ``default_block``.
+            reset_at: Unix time the block ends, if known; else ``default_block``
+                applies.
         """
-        if reset_at is None:
-            last = as_float(self._last_reset.get(method))
-            if last is not None and last > self._wall_clock():
-                reset_at = last
         self._hold(method, self._delay_until(reset_at, self._default_block))
 
     def held_until(self, method: str) -> float | None:

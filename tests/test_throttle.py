@@ -516,21 +516,3 @@ async def test_fake_clock_sleep_advances_time_and_ignores_negative(
     await clock.sleep(-3.0)
     assert clock() == 1.5
     assert clock.wall() == WALL_EPOCH + 1.5
-
-
-def test_a_429_without_a_reset_time_holds_until_the_last_reported_reset() -> None:
-    """A 429 inside a batch carries no time: the method is held until the
-    ``operating_reset_at`` its last answer reported, when the server frees it, not for the
-    fixed ban; a reset already past (or none) falls back to ``default_block``."""
-    clock = FakeClock()
-    budget = budget_on(clock)
-    budget.observe("crm.lead.add", {"operating": 30, "operating_reset_at": clock.wall() + 45})
-    budget.observe_blocked("crm.lead.add")
-    until = budget.held_until("crm.lead.add")
-    assert until is not None
-    assert until - clock.now == pytest.approx(45)
-    budget.observe("crm.deal.add", {"operating": 30, "operating_reset_at": clock.wall() - 5})
-    budget.observe_blocked("crm.deal.add")
-    until = budget.held_until("crm.deal.add")
-    assert until is not None
-    assert until - clock.now == pytest.approx(300)
