@@ -30,7 +30,7 @@ exception is built.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -323,3 +323,19 @@ def _where(key: Key | None, method: str | None) -> str:
 
 class ClientClosedError(BitrixBatchError, RuntimeError):
     """A `SyncBitrixClient` (or one of its streams) was used after it was closed."""
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception a printed traceback of it shows, each once: its causes and
+    contexts, and the members of exception groups (trio tries each address in one)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        todo.extend(c for c in (node.__cause__, node.__context__) if c is not None)
+        if isinstance(node, BaseExceptionGroup):
+            todo.extend(node.exceptions)

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from ._errors import exception_chain
+
 __all__ = ["mask", "mask_exception_chain", "protect_logs", "secret_variants"]
 
 #: The loggers whose records (and whose children's records) are masked.
@@ -91,17 +93,8 @@ def mask_exception_chain(exc: BaseException, secrets: Iterable[str]) -> None:
     it shows (``__cause__``, ``__context__``, the members of exception groups), in place: a
     transport's error may quote the URL it could not reach."""
     secrets = frozenset(secrets)
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
+    for node in exception_chain(exc):
         _mask_exception(node, secrets)
-        todo.extend(c for c in (node.__cause__, node.__context__) if c is not None)
-        if isinstance(node, BaseExceptionGroup):
-            todo.extend(node.exceptions)
 
 
 def _mask_exception(exc: BaseException, secrets: frozenset[str]) -> None:

@@ -11,6 +11,8 @@ import socket
 
 import httpx
 
+from ._errors import exception_chain
+
 __all__ = ["never_reached", "wrong_address"]
 
 #: A route to the host does not exist: nothing on the way will make it appear by retrying.
@@ -24,22 +26,13 @@ def wrong_address(exc: BaseException) -> str | None:
     by retrying: the job should stop within seconds and say which address to check. (A
     connection that times out may be a busy network and is retried.)
     """
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:  # the chain of causes, and the members of groups (trio tries each address)
-        cause = todo.pop()
-        if id(cause) in seen:
-            continue
-        seen.add(id(cause))
+    for cause in exception_chain(exc):
         if isinstance(cause, socket.gaierror):
             return "the portal's host name does not resolve: check the URL's domain"
         if isinstance(cause, ConnectionRefusedError):
             return "nothing listens at the portal's address: check the URL's host and port"
         if isinstance(cause, OSError) and cause.errno in _NO_ROUTE:
             return "there is no route to the portal's host: check the URL's host"
-        if isinstance(cause, BaseExceptionGroup):
-            todo.extend(cause.exceptions)
-        todo.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
     return None
 
 
@@ -49,11 +42,4 @@ def never_reached(exc: BaseException) -> bool:
     From a client that has never had an answer from its portal, a second one in a row means an
     address that swallows packets (a wrong or unroutable host, a firewall), not a busy network.
     """
-    seen: set[int] = set()
-    node: BaseException | None = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        if isinstance(node, httpx.ConnectTimeout):
-            return True
-        node = node.__cause__
-    return False
+    return any(isinstance(node, httpx.ConnectTimeout) for node in exception_chain(exc))

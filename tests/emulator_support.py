@@ -37,10 +37,11 @@ def make_emulator(**options: Any) -> Emulator:
     return Emulator(EmulatorConfig(**options))
 
 
-def oauth_for(emu: Emulator, **options: Any) -> OAuth:
-    """An OAuth credential with a fresh token pair from `emu`, refreshed by the emulator's
-    OAuth server (reached through the in-process transport, host ``testserver``)."""
-    reply = emu.issue_oauth_token()
+def oauth_for(emu: Emulator, tokens: dict[str, Any] | None = None, **options: Any) -> OAuth:
+    """An OAuth credential with `tokens` (a token answer; default: a fresh pair from `emu`),
+    refreshed by the emulator's OAuth server (through the in-process transport, host
+    ``testserver``)."""
+    reply = tokens if tokens is not None else emu.issue_oauth_token()
     return OAuth(
         emu.oauth_url(),
         access_token=reply["access_token"],

@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bitrix_batch import AuthError, BitrixClient, OAuth, OAuthTokens, Ref, RetryPolicy, SkipReason
+from bitrix_batch import AuthError, BitrixClient, OAuthTokens, Ref, RetryPolicy, SkipReason
 from bitrix_batch.emulator import Emulator, EmulatorConfig, FaultConfig
+from tests.emulator_support import oauth_for
 from tests.fake_clock import FakeClock
 
 
@@ -174,15 +175,7 @@ async def test_oauth_token_expiring_mid_run_is_refreshed_once() -> None:
     emu = emulator()
     reply = emu.issue_oauth_token()
     saved: list[OAuthTokens] = []
-    creds = OAuth(
-        emu.oauth_url(),
-        access_token=reply["access_token"],
-        refresh_token=reply["refresh_token"],
-        client_id=emu.config.oauth_client_id,
-        client_secret=emu.config.oauth_client_secret,
-        oauth_url="http://testserver/oauth/token/",
-        on_refresh=saved.append,
-    )
+    creds = oauth_for(emu, reply, on_refresh=saved.append)
     expired: list[int] = []
 
     def expire_after_first(done: int, total: int) -> None:

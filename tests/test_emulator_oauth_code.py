@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bitrix_batch import BitrixClient, OAuth, RetryPolicy
-from tests.emulator_support import FakeClock, api, make_emulator
+from bitrix_batch import BitrixClient, RetryPolicy
+from tests.emulator_support import FakeClock, api, make_emulator, oauth_for
 
 TOKEN_URL = "/oauth/token/"
 
@@ -135,14 +135,7 @@ async def test_the_client_runs_on_tokens_from_a_code() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         code = emu.issue_oauth_code()
         tokens = (await http.get(TOKEN_URL, params=grant(emu, code))).json()
-    oauth = OAuth(
-        emu.oauth_url(),
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        client_id=emu.config.oauth_client_id,
-        client_secret=emu.config.oauth_client_secret,
-        oauth_url="http://testserver/oauth/token/",
-    )
+    oauth = oauth_for(emu, tokens)
     async with BitrixClient(
         oauth, transport=transport, rate_limit=None, retry=RetryPolicy.testing()
     ) as client:
