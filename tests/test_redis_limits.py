@@ -19,13 +19,14 @@ import pytest
 from bitrix_batch import RateLimit, RateLimiter
 from tests.redis_support import (  # noqa: F401  (fixtures)
     RecordingSleep,
+    ignore_coredis_leaks,
     needs_coredis,
     prefix_fixture,
     redis_fixture,
     redis_url_fixture,
 )
 
-pytestmark = [needs_coredis, pytest.mark.integration]
+pytestmark = [needs_coredis, ignore_coredis_leaks, pytest.mark.integration]
 
 SLACK = 0.05  # seconds a reply may take to come back, on a loaded machine
 
@@ -259,8 +260,8 @@ async def test_a_cancelled_caller_gives_its_slot_back(redis: Any, prefix: str) -
     sleep = RecordingSleep()
     other = make_bucket(redis, prefix, RateLimit(2, 10.0), sleep=sleep)
     await waiting.acquire()
+    start = time.monotonic()  # before the reservation it measures from, however slow
     await waiting.acquire()  # the burst is gone: the next slot is 0.1 s away
-    start = time.monotonic()
     with anyio.move_on_after(0.03) as scope:
         await waiting.acquire()
     assert scope.cancelled_caught
@@ -268,6 +269,38 @@ async def test_a_cancelled_caller_gives_its_slot_back(redis: Any, prefix: str) -
     # The cancelled caller's slot was given back: the other worker gets it, 0.1 s after the
     # start, not the one after it (0.2 s).
     assert 0.1 - 0.005 < sleep.ends[0] - start < 0.1 + SLACK
+    assert waiting.waiters == 0
+
+
+async def test_a_caller_cancelled_while_its_reservation_is_answered_gives_the_slot_back(
+    redis: Any, prefix: str
+) -> None:
+    from bitrix_batch.redis import RedisBucket, RedisLink
+
+    class SlowReplies(RedisLink):
+        """The script runs at once; the first reply takes 50 ms to come back."""
+
+        slow = True
+
+        async def run(self, *args: Any, **options: Any) -> list[str] | None:
+            reply = await super().run(*args, **options)
+            if self.slow:
+                self.slow = False
+                await anyio.sleep(0.05)
+            return reply
+
+    sleep = RecordingSleep()
+    other = make_bucket(redis, prefix, RateLimit(2, 10.0), sleep=sleep)
+    waiting = RedisBucket(SlowReplies(redis), f"{prefix}:rate", RateLimit(2, 10.0), headroom=0)
+    await other.acquire()
+    start = time.monotonic()  # before the reservation it measures from, however slow
+    await other.acquire()  # the burst is gone: the next slot is 0.1 s away
+    with anyio.move_on_after(0.02) as scope:  # while the reply is on its way
+        await waiting.acquire()
+    assert scope.cancelled_caught
+    await other.acquire()
+    # The slot reserved for the cancelled caller went back: the other worker has it.
+    assert 0.1 - 0.005 < sleep.ends[-1] - start < 0.1 + SLACK
     assert waiting.waiters == 0
 
 
@@ -289,9 +322,10 @@ async def test_callers_that_keep_giving_up_do_not_block_the_bucket(redis: Any, p
     async with anyio.create_task_group() as tg:
         for _ in range(8):
             tg.start_soon(caller)
-    # 2 + 0.5 s x 50/s = 27 at most; with the slots kept, 8 callers would reserve 8 slots
-    # per 0.03 s (270/s) and only the first few would be served.
-    assert 18 <= admitted <= 28
+    # 2 + 0.5 s x 50/s = 27 at most. With the slots kept, 8 callers would reserve 8 slots
+    # per 0.03 s (270/s) and only the first three or so would be served. A loaded machine
+    # loses some slots to slow round trips (16 were seen), hence the low floor.
+    assert 8 <= admitted <= 28
     assert bucket.level < 10
 
 

@@ -15,13 +15,14 @@ import pytest
 from bitrix_batch import BitrixClient, MethodHeld, OperatingBudget
 from tests.fake_clock import FakeClock
 from tests.redis_support import (  # noqa: F401  (fixtures)
+    ignore_coredis_leaks,
     needs_coredis,
     prefix_fixture,
     redis_fixture,
     redis_url_fixture,
 )
 
-pytestmark = [needs_coredis, pytest.mark.integration]
+pytestmark = [needs_coredis, ignore_coredis_leaks, pytest.mark.integration]
 
 
 def make_budget(redis: Any, prefix: str, clock: FakeClock, **options: Any) -> Any:

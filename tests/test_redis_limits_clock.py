@@ -14,13 +14,14 @@ from bitrix_batch import RateLimit
 from tests.fake_clock import FakeClock
 from tests.redis_support import (  # noqa: F401  (fixtures)
     RecordingSleep,
+    ignore_coredis_leaks,
     needs_coredis,
     prefix_fixture,
     redis_fixture,
     redis_url_fixture,
 )
 
-pytestmark = [needs_coredis, pytest.mark.integration]
+pytestmark = [needs_coredis, ignore_coredis_leaks, pytest.mark.integration]
 
 LIMIT = RateLimit(50, 2.0)
 

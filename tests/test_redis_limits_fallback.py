@@ -5,7 +5,7 @@ These tests run a redis-server of their own (`own_redis`) to stop, pause and res
 
 from __future__ import annotations
 
-import gc
+import itertools
 import logging
 import os
 import signal
@@ -20,6 +20,8 @@ import pytest
 from bitrix_batch import RateLimit
 from tests.fake_clock import FakeClock
 from tests.redis_support import (  # noqa: F401  (fixtures)
+    collect_coredis_leaks,
+    ignore_coredis_leaks,
     needs_coredis,
     own_redis_fixture,
     prefix_fixture,
@@ -28,18 +30,15 @@ from tests.redis_support import (  # noqa: F401  (fixtures)
 pytestmark = [
     needs_coredis,
     pytest.mark.integration,
-    # coredis leaves the memory streams of a connection attempt that failed to the garbage
-    # collector, which warns about them; that is what these tests provoke.
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    ignore_coredis_leaks,  # these tests stop Redis: connection attempts fail
 ]
 
 
 @pytest.fixture(autouse=True)
 def _collect_here() -> Iterator[None]:
-    """Collect those streams now, under this module's filters, not in a later test."""
+    """Collect what the failed connections left now, not in a later test."""
     yield
-    gc.collect()
+    collect_coredis_leaks()
 
 
 async def test_unreachable_redis_falls_back_to_a_share_of_the_rate(
@@ -159,8 +158,12 @@ async def test_the_fallback_waits_for_the_slots_already_reserved(
             clock=clock,
             sleep=sleep,
         )
+        started = time.monotonic()
         for _ in range(15):  # 10 at once, 5 reserved for the next 0.5 s
             await bucket.acquire()
+        # Redis drains in real time while the fake clock stands still: what drained during
+        # these 15 round trips (slow on a loaded machine) ends the reserved slots earlier.
+        drained = time.monotonic() - started
         assert len(recorded) == 5
         os.kill(own_redis.process.pid, signal.SIGSTOP)
         try:
@@ -173,7 +176,8 @@ async def test_the_fallback_waits_for_the_slots_already_reserved(
     # The reserved slots end 1.5 s after the start; from then on a share of 5/s less 2%,
     # starting full: one request every 1 / 4.9 s.
     step = 1 / 4.9
-    assert sent == pytest.approx([1.5 + step, 1.5 + 2 * step, 1.5 + 3 * step], abs=0.02)
+    assert 1.5 - drained - 0.02 < sent[0] - step < 1.5 + 0.02
+    assert [b - a for a, b in itertools.pairwise(sent)] == pytest.approx([step, step])
 
 
 async def test_callers_waiting_in_the_fallback_go_back_to_redis(
@@ -228,6 +232,10 @@ async def test_callers_waiting_in_the_fallback_go_back_to_redis(
         # what the other three workers' shares (5/s each) may send until their next try
         # (0.2 s, plus a call's 0.1 s) finds Redis back.
         others = 3 * 5.0 * (0.2 + 0.1)
-        assert costs[0] >= 1.0 + others
-        assert others <= sum(cost - 1.0 for cost in costs) <= back[0] + others
+        rounding = 1e-6  # the cost goes to Redis with six decimals
+        assert costs[0] >= 1.0 + others - rounding
+        # The share starts full (no burst on the way in: its burst is 1 here), and what is
+        # left of that fill when Redis answers is charged too: a little slower, never over.
+        charged = sum(cost - 1.0 for cost in costs)
+        assert others - rounding <= charged <= back[0] + 1 + others
         assert bucket._debt == 0

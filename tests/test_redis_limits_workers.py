@@ -22,13 +22,14 @@ import pytest
 from bitrix_batch import BitrixClient, RateLimit
 from tests.redis_support import (  # noqa: F401  (fixtures)
     ENV,
+    ignore_coredis_leaks,
     needs_coredis,
     prefix_fixture,
     redis_fixture,
     redis_url_fixture,
 )
 
-pytestmark = [needs_coredis, pytest.mark.integration]
+pytestmark = [needs_coredis, ignore_coredis_leaks, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parent.parent
 

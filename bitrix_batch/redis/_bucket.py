@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import ClassVar
 
 import anyio
+import anyio.lowlevel
 
 from bitrix_batch._throttle import Clock, LeakyBucket, RateLimit, Sleep
 
@@ -247,7 +248,10 @@ class RedisBucket:
             str(self._limit.burst if rejections else 0),
         ]
         try:
-            reply = await self._link.run(RESERVE, [self._key], args)
+            # Shielded (the link's deadline bounds it): a caller cancelled while the script
+            # runs would leave a slot reserved in Redis that nobody sends or gives back.
+            with anyio.CancelScope(shield=True):
+                reply = await self._link.run(RESERVE, [self._key], args)
         except BaseException:
             self._rejections += rejections
             self._debt += owed
@@ -264,17 +268,19 @@ class RedisBucket:
         wait, self._level = float(reply[0]), float(reply[1])
         # Until then the slots reserved so far are being sent: a fallback waits for them.
         self._horizon = max(self._horizon, self._clock() + self._level * self._interval)
-        if wait > 0:
-            try:
+        try:
+            if wait > 0:
                 await self._sleep(wait)
-            except anyio.get_cancelled_exc_class():
-                # Nothing was sent for this slot: give it back, or the others would wait
-                # for it. Shielded, and bounded by a short deadline of its own.
-                with anyio.CancelScope(shield=True):
-                    await self._link.run(
-                        RELEASE, [self._key], [*self._head(), "1"], deadline=self.RELEASE_TIMEOUT
-                    )
-                raise
+            else:  # a cancellation that came during the shielded call is taken here
+                await anyio.lowlevel.checkpoint_if_cancelled()
+        except anyio.get_cancelled_exc_class():
+            # Nothing was sent for this slot: give it back, or the others would wait for
+            # it. Shielded, and bounded by a short deadline of its own.
+            with anyio.CancelScope(shield=True):
+                await self._link.run(
+                    RELEASE, [self._key], [*self._head(), "1"], deadline=self.RELEASE_TIMEOUT
+                )
+            raise
         return True
 
     def _others_until_back(self) -> float:
